@@ -1,0 +1,1 @@
+"""Gymnasium environments of rmc-agents. Importing this package registers their ids."""

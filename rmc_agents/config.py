@@ -1,0 +1,247 @@
+"""Typed configs loaded from YAML, with strict validation.
+
+Configs are plain dataclasses. :func:`load_config` reads a YAML file into one, checking every key
+against the dataclass fields: an unknown key, a value of the wrong type or an impossible value raises
+one :class:`ConfigError` that names the key and the file. CLI flags are applied on top with
+:func:`apply_overrides` using dotted keys (``{"model.mem_slots": 8}``), through the same checks.
+
+A dataclass states its impossible values in a ``validate(self)`` method that raises ``ValueError``
+with a message naming the field; the loader adds the file name.
+
+Example::
+
+    @dataclass
+    class Optim:
+        lr: float = 1e-3
+
+        def validate(self) -> None:
+            if self.lr <= 0:
+                raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @dataclass
+    class Run:
+        steps: int = 100
+        optim: Optim = field(default_factory=Optim)
+
+    cfg = load_config(Run, "configs/run.yaml", overrides={"optim.lr": 3e-4})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed: unknown key, wrong type or impossible value."""
+
+
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """Build a ``cls`` instance from defaults, then a YAML file, then dotted-key overrides.
+
+    Args:
+        cls: a dataclass type (fields may be nested dataclasses).
+        path: YAML file holding a mapping; ``None`` means defaults only.
+        overrides: ``{"dotted.key": value}`` applied after the file (e.g. from CLI flags);
+            ``None`` values are skipped so that unset flags keep the file's value.
+
+    Raises:
+        ConfigError: the file is missing or not a mapping, or a key is unknown, of the wrong
+            type or impossible; the message names the key and the source.
+    """
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}"
+            )
+        data = loaded
+    cfg = config_from_dict(cls, data, source=source)
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    return cfg
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "<dict>") -> T:
+    """Build a ``cls`` instance from a (nested) mapping, strictly. See :func:`load_config`."""
+    return _build(cls, data, prefix="", source=source)
+
+
+def apply_overrides(cfg: T, overrides: Mapping[str, Any], source: str = "command line") -> T:
+    """Return a copy of ``cfg`` with dotted-key overrides applied and re-validated."""
+    data = config_to_dict(cfg)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if part not in node or not isinstance(node[part], dict):
+                raise ConfigError(f"{source}: unknown config key '{'.'.join(parts[: i + 1])}'")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(f"{source}: unknown config key '{key}'")
+        node[parts[-1]] = value
+    return _build(type(cfg), data, prefix="", source=source)
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, YAML-safe dict of a config dataclass (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write ``cfg`` as YAML (the resolved config of a run)."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _build(cls: type[T], data: Mapping[str, Any], prefix: str, source: str) -> T:
+    if not isinstance(data, Mapping):
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"{source}: '{where}' must be a mapping, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown config key '{prefix}{unknown[0]}' "
+            f"(known keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)
+    try:
+        obj = cls(**kwargs)
+        if hasattr(obj, "validate"):
+            obj.validate()
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        where = f" under '{prefix.rstrip('.')}'" if prefix else ""
+        raise ConfigError(f"{source}: invalid value{where}: {exc}") from None
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check ``value`` against annotation ``tp``; return it converted where lossless."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, key, source)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}") from None
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{source}: '{key}' must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
+        return value
+    if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(value):
+            value = config_to_dict(value)
+        return _build(tp, value if value is not None else {}, prefix=f"{key}.", source=source)
+    if origin in (list, tuple, typing.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{source}: '{key}' must have {len(args)} items, got {value!r}")
+            return tuple(
+                _coerce(a, v, f"{key}[{i}]", source)
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # YAML reads "1e-3" (no dot) as a string; accept numeric strings.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"{source}: '{key}' must be {_type_name(tp)}, got {value!r}")
+    return value

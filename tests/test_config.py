@@ -1,0 +1,100 @@
+"""The strict YAML config loader: unknown keys, wrong types and impossible values name the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from rmc_agents.config import (
+    ConfigError,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    kind: Literal["adam", "rmsprop"] = "adam"
+
+    def validate(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class Run:
+    steps: int = 100
+    name: str = "run"
+    layers: list[int] = field(default_factory=lambda: [64, 64])
+    seed: int | None = None
+    verbose: bool = False
+    optim: Optim = field(default_factory=Optim)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_file_and_overrides_layer_in_order(tmp_path):
+    path = write(tmp_path, "steps: 5\noptim:\n  lr: 1e-2\n  kind: rmsprop\nlayers: [8]\n")
+    cfg = load_config(Run, path, overrides={"optim.lr": 0.5, "seed": None, "name": "x"})
+    assert cfg.steps == 5
+    assert cfg.optim.lr == 0.5  # override wins over the file
+    assert cfg.optim.kind == "rmsprop"
+    assert cfg.layers == [8]
+    assert cfg.seed is None  # None override means "flag not given"
+    assert cfg.name == "x"
+    assert load_config(Run) == Run()
+
+
+def test_yaml_scientific_notation_without_dot_is_a_float(tmp_path):
+    assert load_config(Run, write(tmp_path, "optim:\n  lr: 1e-3\n")).optim.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("stepz: 5\n", "'stepz'"),
+        ("optim:\n  lrr: 1\n", "'optim.lrr'"),
+        ("steps: five\n", "'steps' must be an integer"),
+        ("verbose: 1\n", "'verbose' must be true or false"),
+        ("optim:\n  kind: sgd\n", "'optim.kind' must be one of"),
+        ("layers: [1, a]\n", "'layers[1]'"),
+        ("optim:\n  lr: -1\n", "lr must be > 0"),
+        ("optim: 3\n", "'optim' must be a mapping"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+        ("steps: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_files_name_the_key_and_the_file(tmp_path, text, needle):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(Run, path)
+    assert needle in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found: .*nope.yaml"):
+        load_config(Run, tmp_path / "nope.yaml")
+
+
+def test_unknown_override_key_is_named():
+    with pytest.raises(ConfigError, match="'optim.beta'"):
+        apply_overrides(Run(), {"optim.beta": 1})
+    with pytest.raises(ConfigError, match="'steps' must be an integer"):
+        apply_overrides(Run(), {"steps": "many"})
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    cfg = Run(steps=7, layers=[3], seed=2, optim=Optim(lr=0.1, kind="rmsprop"))
+    save_config(cfg, tmp_path / "out.yaml")
+    assert load_config(Run, tmp_path / "out.yaml") == cfg
+    assert config_to_dict(cfg)["optim"] == {"lr": 0.1, "kind": "rmsprop"}

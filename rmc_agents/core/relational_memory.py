@@ -1,0 +1,421 @@
+"""The Relational Memory Core (Santoro et al. 2018), following DeepMind Sonnet v1's module.
+
+The memory is a set of ``mem_slots`` vectors of ``mem_size = num_heads * head_size`` features. Each
+step the input is projected to one or more extra rows, every row attends over all rows
+(multi-head dot-product attention followed by a row-wise MLP, both with residual connections and
+row-wise LayerNorm), the input rows are dropped again, and LSTM-style input and forget gates mix the
+attended memory with the previous one. See ``SPEC.md`` section 2 for the equations.
+
+Speed: ``unroll`` computes everything that does not depend on the memory for all time steps at
+once (the input projection, the first block's queries/keys/values of the input rows, and the input
+half of the gates, constant biases included). In the last block only the memory rows are carried
+through the MLP, since the input rows are dropped afterwards; the results are the same.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rmc_agents.core._validation import (
+    check_batch_size,
+    check_finite_float,
+    check_positive_int,
+    check_resets,
+    check_tensor,
+    reset_times,
+)
+
+GATE_STYLES = ("unit", "memory", None)
+
+
+def _init_linear(layer: nn.Linear) -> None:
+    """Sonnet v1's default: weights ~ truncated normal (2 std) with std 1/sqrt(fan_in), bias 0."""
+    std = 1.0 / math.sqrt(layer.in_features)
+    nn.init.trunc_normal_(layer.weight, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
+    nn.init.zeros_(layer.bias)
+
+
+class _AttentionBlock(nn.Module):
+    """The weights of one attention block: qkv projection, MLP and three row-wise LayerNorms.
+
+    The qkv Linear's output is laid out head by head, each head as ``[query, key, value]``
+    (``key_size, key_size, head_size`` features), as in Sonnet v1.
+    """
+
+    def __init__(self, mem_size: int, qkv_size: int, mlp_layers: int) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(mem_size, qkv_size)
+        self.qkv_norm = nn.LayerNorm(qkv_size)
+        self.attention_norm = nn.LayerNorm(mem_size)
+        self.mlp = nn.ModuleList(nn.Linear(mem_size, mem_size) for _ in range(mlp_layers))
+        self.mlp_norm = nn.LayerNorm(mem_size)
+
+    def project_qkv(self, rows: torch.Tensor) -> torch.Tensor:
+        """Row-wise ``LayerNorm(Linear(rows))``: the queries, keys and values of every head."""
+        return self.qkv_norm(self.qkv(rows))
+
+    def run_mlp(self, rows: torch.Tensor) -> torch.Tensor:
+        """The attention MLP: ReLU between layers, none after the last."""
+        hidden = rows
+        for index, layer in enumerate(self.mlp):
+            if index > 0:
+                hidden = F.relu(hidden)
+            hidden = layer(hidden)
+        return hidden
+
+
+class RelationalMemory(nn.Module):
+    """Relational Memory Core: a recurrent core whose state is a matrix of memory slots.
+
+    Args:
+        input_size: features of one input row (the whole flattened input when it is a vector).
+        mem_slots: number of memory slots (rows of the memory matrix).
+        head_size: value size of one attention head; ``mem_size = head_size * num_heads``.
+        num_heads: number of attention heads.
+        num_blocks: number of attention blocks applied per step (weights are not shared).
+        forget_bias: constant added to the forget gate before its sigmoid (not trained).
+        input_bias: constant added to the input gate before its sigmoid (not trained).
+        gate_style: ``"unit"`` (a gate per memory element), ``"memory"`` (a scalar gate per slot)
+            or ``None`` (no gating: the attended memory replaces the old one).
+        attention_mlp_layers: Linear layers of width ``mem_size`` in each block's MLP.
+        key_size: size of queries and keys per head; ``None`` means ``head_size``.
+
+    Raises:
+        TypeError: an argument has the wrong type (the message names it).
+        ValueError: an argument has an impossible value (the message names it).
+
+    With a set of input rows ``[B, n, input_size]`` each row is projected and appended to the
+    memory for attention, and the input half of the gates is computed from the mean of the
+    projected rows **(ours)**; with one row this is exactly Sonnet's module.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        mem_slots: int,
+        head_size: int,
+        num_heads: int = 1,
+        num_blocks: int = 1,
+        forget_bias: float = 1.0,
+        input_bias: float = 0.0,
+        gate_style: str | None = "unit",
+        attention_mlp_layers: int = 2,
+        key_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = check_positive_int("input_size", input_size)
+        self.mem_slots = check_positive_int("mem_slots", mem_slots)
+        self.head_size = check_positive_int("head_size", head_size)
+        self.num_heads = check_positive_int("num_heads", num_heads)
+        self.num_blocks = check_positive_int("num_blocks", num_blocks)
+        self.forget_bias = check_finite_float("forget_bias", forget_bias)
+        self.input_bias = check_finite_float("input_bias", input_bias)
+        if not any(gate_style is style or gate_style == style for style in GATE_STYLES):
+            raise ValueError(f"gate_style must be one of {GATE_STYLES}, got {gate_style!r}")
+        self.gate_style = gate_style
+        self.attention_mlp_layers = check_positive_int("attention_mlp_layers", attention_mlp_layers)
+        self.key_size = head_size if key_size is None else check_positive_int("key_size", key_size)
+
+        self.mem_size = self.head_size * self.num_heads
+        self.output_size = self.mem_slots * self.mem_size
+        self._head_qkv_size = 2 * self.key_size + self.head_size
+
+        self.input_projection = nn.Linear(self.input_size, self.mem_size)
+        self.blocks = nn.ModuleList(
+            _AttentionBlock(
+                self.mem_size, self.num_heads * self._head_qkv_size, self.attention_mlp_layers
+            )
+            for _ in range(self.num_blocks)
+        )
+        if self.gate_style is None:
+            self.gate_inputs = None
+            self.gate_memory = None
+        else:
+            gate_size = self.mem_size if self.gate_style == "unit" else 1
+            self.gate_inputs = nn.Linear(self.mem_size, 2 * gate_size)
+            self.gate_memory = nn.Linear(self.mem_size, 2 * gate_size)
+            biases = [self.input_bias] * gate_size + [self.forget_bias] * gate_size
+            self.register_buffer("_gate_bias", torch.tensor(biases), persistent=False)
+        eye = torch.eye(self.mem_slots, max(self.mem_slots, self.mem_size))
+        self.register_buffer("_initial_memory", eye[:, : self.mem_size], persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise like Sonnet v1: truncated-normal Linear weights, zero biases, unit LayerNorms."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                _init_linear(module)
+            elif isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, mem_slots={self.mem_slots}, "
+            f"head_size={self.head_size}, num_heads={self.num_heads}, "
+            f"num_blocks={self.num_blocks}, key_size={self.key_size}, "
+            f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, "
+            f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}"
+        )
+
+    # ----------------------------------------------------------------------------- public API
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """The starting memory: the identity, zero padded (or cut) to ``mem_size`` columns.
+
+        Args:
+            batch_size: number of independent memories.
+            device: where to put it; defaults to the device of the module's parameters.
+
+        Returns:
+            Tensor ``[batch_size, mem_slots, mem_size]`` in the parameters' dtype.
+
+        Raises:
+            TypeError, ValueError: ``batch_size`` is not a positive int.
+        """
+        batch_size = check_batch_size(batch_size)
+        memory = self._initial_memory.expand(batch_size, -1, -1).clone()
+        return memory if device is None else memory.to(device)
+
+    def from_tuple(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Inverse of :func:`rmc_agents.core.as_tuple` for this core: ``(memory,) -> memory``."""
+        if not isinstance(state, (tuple, list)) or len(state) != 1:
+            raise ValueError("state for the RMC must be a tuple of one tensor (the memory)")
+        return state[0]
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor, return_attention: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """One step.
+
+        Args:
+            x: ``[B, input_size]`` or a set of rows ``[B, n, input_size]``.
+            state: memory ``[B, mem_slots, mem_size]``.
+            return_attention: also return this step's attention weights.
+
+        Returns:
+            ``(output, next_state)`` with output ``[B, mem_slots * mem_size]`` and the next memory
+            ``[B, mem_slots, mem_size]``; with ``return_attention`` a third element, the weights
+            ``[B, num_blocks, num_heads, N, N]`` (``N = mem_slots + n``; rows are queries).
+
+        Raises:
+            TypeError, ValueError: ``x`` or ``state`` has the wrong type or shape.
+        """
+        rows = self._as_rows(x, "x", time=False)
+        self._check_state(state, rows.shape[0])
+        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
+        next_memory, attention = self._step(state, inputs, input_qkv, gate_inputs, return_attention)
+        output = next_memory.flatten(1)
+        if return_attention:
+            return output, next_memory, torch.stack(attention, dim=1)
+        return output, next_memory
+
+    def unroll(
+        self,
+        xs: torch.Tensor,
+        state: torch.Tensor,
+        resets: torch.Tensor | None = None,
+        return_attention: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Run over a time dimension, restarting from the initial memory where ``resets`` says.
+
+        Args:
+            xs: ``[B, T, input_size]`` or rows ``[B, T, n, input_size]``.
+            state: memory ``[B, mem_slots, mem_size]`` before the first step.
+            resets: optional bool (or 0/1 float) ``[B, T]``; True at ``t`` replaces the memory of
+                that batch element with the initial state before step ``t`` (an episode start).
+            return_attention: also return the attention weights of every step.
+
+        Returns:
+            ``(outputs, final_state)`` with outputs ``[B, T, mem_slots * mem_size]``; with
+            ``return_attention`` a third element ``[B, T, num_blocks, num_heads, N, N]``.
+
+        Raises:
+            TypeError, ValueError: ``xs``, ``state`` or ``resets`` has the wrong type or shape.
+        """
+        rows = self._as_rows(xs, "xs", time=True)
+        batch_size, steps = rows.shape[:2]
+        self._check_state(state, batch_size)
+        resets = check_resets(resets, batch_size, steps)
+        reset_at = reset_times(resets)
+        if resets is not None:
+            resets = resets.to(state.device)
+            initial = self._initial_memory.to(state.dtype)
+
+        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
+        memory = state
+        memories, attention = [], []
+        for t in range(steps):
+            if reset_at and reset_at[t]:
+                memory = torch.where(resets[:, t, None, None], initial, memory)
+            memory, weights = self._step(
+                memory,
+                inputs[:, t],
+                input_qkv[:, t],
+                None if gate_inputs is None else gate_inputs[:, t],
+                return_attention,
+            )
+            memories.append(memory)
+            if return_attention:
+                attention.append(torch.stack(weights, dim=1))
+        outputs = torch.stack(memories, dim=1).flatten(2)
+        if return_attention:
+            return outputs, memory, torch.stack(attention, dim=1)
+        return outputs, memory
+
+    # ---------------------------------------------------------------------------- the equations
+
+    def _precompute_inputs(
+        self, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Work that does not depend on the memory, for any number of leading dims.
+
+        Args:
+            rows: ``[..., n, input_size]``.
+
+        Returns:
+            The projected rows ``[..., n, mem_size]``, their first-block queries/keys/values
+            ``[..., n, num_heads * (2 * key_size + head_size)]`` and the input half of the gates
+            with the constant biases added ``[..., 2 * gate_size]`` (None without gating).
+        """
+        inputs = self.input_projection(rows)
+        input_qkv = self.blocks[0].project_qkv(inputs)
+        gate_inputs = None
+        if self.gate_inputs is not None:
+            gate_inputs = self.gate_inputs(inputs.mean(dim=-2)) + self._gate_bias
+        return inputs, input_qkv, gate_inputs
+
+    def _step(
+        self,
+        memory: torch.Tensor,
+        inputs: torch.Tensor,
+        input_qkv: torch.Tensor,
+        gate_inputs: torch.Tensor | None,
+        return_attention: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One step from precomputed input terms: attend, then gate. Returns (memory, weights)."""
+        attended, attention = self._attend_over_memory(memory, inputs, input_qkv, return_attention)
+        if gate_inputs is None:
+            return attended, attention
+        input_gate, forget_gate = self._create_gates(gate_inputs, memory)
+        return input_gate * torch.tanh(attended) + forget_gate * memory, attention
+
+    def _attend_over_memory(
+        self,
+        memory: torch.Tensor,
+        inputs: torch.Tensor,
+        input_qkv: torch.Tensor,
+        return_attention: bool,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Apply the attention blocks to memory plus input rows; return the memory rows.
+
+        Args:
+            memory: ``[B, S, mem_size]``.
+            inputs: projected input rows ``[B, n, mem_size]``.
+            input_qkv: first-block queries/keys/values of the input rows.
+            return_attention: collect each block's weights ``[B, num_heads, N, N]``.
+
+        Returns:
+            The attended memory rows ``[B, S, mem_size]`` and the list of weights (empty unless
+            asked for).
+        """
+        slots = self.mem_slots
+        rows = None
+        attention = []
+        for index, block in enumerate(self.blocks):
+            if index == 0:
+                qkv = torch.cat([block.project_qkv(memory), input_qkv], dim=1)
+            else:
+                qkv = block.project_qkv(rows)
+            last = index == self.num_blocks - 1
+            # The input rows are dropped after the last block: only memory rows need an output.
+            if last:
+                residual = memory if index == 0 else rows[:, :slots]
+                queries = slots
+            else:
+                residual = torch.cat([memory, inputs], dim=1) if index == 0 else rows
+                queries = residual.shape[1]
+            attended, weights = self._multihead_attention(qkv, queries, return_attention)
+            if weights is not None:
+                attention.append(weights)
+            rows = block.attention_norm(residual + attended)
+            rows = block.mlp_norm(rows + block.run_mlp(rows))
+        return rows, attention
+
+    def _multihead_attention(
+        self, qkv: torch.Tensor, num_queries: int, return_weights: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scaled dot-product attention of every head over all rows.
+
+        Args:
+            qkv: ``[B, N, num_heads * (2 * key_size + head_size)]``, normalised.
+            num_queries: output only for the first ``num_queries`` rows.
+            return_weights: also return the weights of all ``N`` query rows.
+
+        Returns:
+            Heads concatenated ``[B, num_queries, mem_size]`` and the weights
+            ``[B, num_heads, N, N]`` (or None).
+        """
+        batch, rows, _ = qkv.shape
+        per_head = qkv.view(batch, rows, self.num_heads, self._head_qkv_size).transpose(1, 2)
+        query, key, value = per_head.split([self.key_size, self.key_size, self.head_size], dim=-1)
+        scale = self.key_size**-0.5
+        weights = None
+        if return_weights:
+            weights = torch.softmax(torch.matmul(query * scale, key.transpose(-2, -1)), dim=-1)
+            out = torch.matmul(weights[:, :, :num_queries], value)
+        else:
+            query = query[:, :, :num_queries]
+            weights_q = torch.softmax(torch.matmul(query * scale, key.transpose(-2, -1)), dim=-1)
+            out = torch.matmul(weights_q, value)
+        return out.transpose(1, 2).reshape(batch, num_queries, self.mem_size), weights
+
+    def _create_gates(
+        self, gate_inputs: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and forget gates from the precomputed input half and ``tanh`` of the memory.
+
+        Args:
+            gate_inputs: ``[B, 2 * gate_size]``, input Linear plus the constant biases.
+            memory: previous memory ``[B, S, mem_size]``.
+
+        Returns:
+            ``(input_gate, forget_gate)``, each ``[B, S, gate_size]`` (broadcasts over features).
+        """
+        gates = self.gate_memory(torch.tanh(memory)) + gate_inputs.unsqueeze(1)
+        return torch.sigmoid(gates).chunk(2, dim=-1)
+
+    # ------------------------------------------------------------------------------- checks
+
+    def _as_rows(self, x: object, name: str, time: bool) -> torch.Tensor:
+        """Check ``x`` and return it with an explicit rows dimension."""
+        check_tensor(name, x)
+        lead = 2 if time else 1
+        lead_names = "[B, T, " if time else "[B, "
+        if x.dim() not in (lead + 1, lead + 2) or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name} must have shape {lead_names}{self.input_size}] or "
+                f"{lead_names}n, {self.input_size}], got {list(x.shape)}"
+            )
+        if any(size == 0 for size in x.shape):
+            raise ValueError(f"{name} must not have an empty dimension, got {list(x.shape)}")
+        if x.dtype != self.input_projection.weight.dtype:
+            raise TypeError(
+                f"{name} must have dtype {self.input_projection.weight.dtype} like the "
+                f"module's parameters, got {x.dtype}"
+            )
+        return x.unsqueeze(-2) if x.dim() == lead + 1 else x
+
+    def _check_state(self, state: object, batch_size: int) -> None:
+        check_tensor("state", state)
+        expected = (batch_size, self.mem_slots, self.mem_size)
+        if tuple(state.shape) != expected:
+            raise ValueError(
+                f"state must have shape [B, mem_slots, mem_size] = {list(expected)}, "
+                f"got {list(state.shape)}"
+            )

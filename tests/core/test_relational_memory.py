@@ -1,0 +1,324 @@
+"""The RMC against a plain numpy reference written from SPEC.md section 2, plus its invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rmc_agents.core import RelationalMemory
+
+# ----------------------------------------------------------------------------- numpy reference
+
+
+def _layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """LayerNorm over the last axis (one row at a time), eps 1e-5."""
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
+    """One RMC step from the equations.
+
+    ``p`` maps the module's parameter names to numpy arrays (weights are ``[out, in]``).
+    The qkv projection's output is laid out head by head as ``[query, key, value]``.
+    Returns (next_memory [B, S, D], attention weights [B, blocks, H, N, N]).
+    """
+    heads, key, head = cfg["num_heads"], cfg["key_size"], cfg["head_size"]
+    slots, mem_size = memory.shape[1], heads * head
+
+    def linear(name, v):
+        return v @ p[f"{name}.weight"].T + p[f"{name}.bias"]
+
+    def norm(name, v):
+        return _layer_norm(v, p[f"{name}.weight"], p[f"{name}.bias"])
+
+    projected = linear("input_projection", x_rows)  # [B, n, D]
+    mx = np.concatenate([memory, projected], axis=1)  # [B, N, D]
+    all_weights = []
+    for b in range(cfg["num_blocks"]):
+        qkv = norm(f"blocks.{b}.qkv_norm", linear(f"blocks.{b}.qkv", mx))
+        attended = np.zeros_like(mx)
+        block_weights = []
+        for h in range(heads):
+            base = h * (2 * key + head)
+            q = qkv[..., base : base + key] * key**-0.5
+            k = qkv[..., base + key : base + 2 * key]
+            v = qkv[..., base + 2 * key : base + 2 * key + head]
+            weights = _softmax(q @ k.transpose(0, 2, 1))
+            attended[..., h * head : (h + 1) * head] = weights @ v
+            block_weights.append(weights)
+        all_weights.append(np.stack(block_weights, axis=1))
+        mx = norm(f"blocks.{b}.attention_norm", mx + attended)
+        hidden = mx
+        for layer in range(cfg["attention_mlp_layers"]):
+            if layer > 0:
+                hidden = np.maximum(hidden, 0.0)
+            hidden = linear(f"blocks.{b}.mlp.{layer}", hidden)
+        mx = norm(f"blocks.{b}.mlp_norm", mx + hidden)
+    new_memory = mx[:, :slots]
+    attention = np.stack(all_weights, axis=1)
+    if cfg["gate_style"] is None:
+        return new_memory, attention
+    g = mem_size if cfg["gate_style"] == "unit" else 1
+    gates = (
+        linear("gate_memory", np.tanh(memory)) + linear("gate_inputs", projected.mean(1))[:, None]
+    )
+    input_gate = _sigmoid(gates[..., :g] + cfg["input_bias"])
+    forget_gate = _sigmoid(gates[..., g:] + cfg["forget_bias"])
+    return input_gate * np.tanh(new_memory) + forget_gate * memory, attention
+
+
+def _randomise(module: torch.nn.Module, seed: int) -> dict:
+    """Random values for every parameter (LayerNorm scales and all biases too); numpy copies."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in module.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen, dtype=param.dtype) * 0.5)
+    return {name: t.detach().numpy().copy() for name, t in module.named_parameters()}
+
+
+def _make(seed: int = 0, **kwargs) -> tuple[RelationalMemory, dict, dict]:
+    defaults = dict(
+        input_size=5,
+        mem_slots=3,
+        head_size=4,
+        num_heads=2,
+        num_blocks=1,
+        forget_bias=1.0,
+        input_bias=0.0,
+        gate_style="unit",
+        attention_mlp_layers=2,
+        key_size=None,
+    )
+    defaults.update(kwargs)
+    torch.manual_seed(seed)
+    module = RelationalMemory(**defaults).double()
+    params = _randomise(module, seed)
+    cfg = dict(defaults, key_size=defaults["key_size"] or defaults["head_size"])
+    return module, params, cfg
+
+
+# One config per line; together they cover every case the issue lists.
+REFERENCE_CASES = [
+    dict(gate_style="unit"),
+    dict(gate_style="memory", num_heads=1),
+    dict(gate_style=None, num_blocks=2),
+    dict(gate_style="unit", num_blocks=3, num_heads=3, key_size=2),
+    dict(gate_style="memory", num_heads=4, head_size=2, key_size=5, mem_slots=5),  # D < S
+    dict(gate_style="unit", mem_slots=2, head_size=3, num_heads=4),  # D > S
+    dict(gate_style="unit", rows=4, num_blocks=2, forget_bias=-0.5, input_bias=0.7),
+    dict(gate_style=None, rows=3, num_heads=2, key_size=6, attention_mlp_layers=1),
+    dict(gate_style="memory", rows=2, num_blocks=3, attention_mlp_layers=3, mem_slots=1),
+]
+
+
+@pytest.mark.parametrize(
+    ("index", "case"),
+    list(enumerate(REFERENCE_CASES)),
+    ids=["-".join(f"{k}={v}" for k, v in case.items()) for case in REFERENCE_CASES],
+)
+def test_step_matches_numpy_reference(index: int, case: dict) -> None:
+    case = dict(case)
+    rows = case.pop("rows", None)
+    module, params, cfg = _make(seed=100 + index, **case)
+    rng = np.random.default_rng(1)
+    batch = 3
+    x_shape = (batch, cfg["input_size"]) if rows is None else (batch, rows, cfg["input_size"])
+    x = rng.normal(size=x_shape)
+    # A random memory (not only the identity) so the gates see varied values.
+    memory = rng.normal(size=(batch, cfg["mem_slots"], module.mem_size))
+
+    output, next_memory, attention = module(
+        torch.from_numpy(x), torch.from_numpy(memory), return_attention=True
+    )
+    x_rows = x[:, None] if rows is None else x
+    expected_memory, expected_attention = reference_step(params, cfg, x_rows, memory)
+
+    np.testing.assert_allclose(next_memory.detach().numpy(), expected_memory, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        output.detach().numpy(), expected_memory.reshape(batch, -1), atol=1e-5, rtol=0
+    )
+    np.testing.assert_allclose(attention.detach().numpy(), expected_attention, atol=1e-5, rtol=0)
+    # Without attention weights the module takes a shorter path; same result.
+    output_fast, _ = module(torch.from_numpy(x), torch.from_numpy(memory))
+    np.testing.assert_allclose(output_fast.detach().numpy(), output.detach().numpy(), atol=1e-12)
+
+
+def test_float32_step_matches_reference_from_initial_state() -> None:
+    module, params, cfg = _make(seed=3, num_blocks=2, num_heads=2)
+    module = module.float()
+    x = np.random.default_rng(0).normal(size=(4, cfg["input_size"])).astype(np.float32)
+    state = module.initial_state(4)
+    output, _ = module(torch.from_numpy(x), state)
+    expected, _ = reference_step(params, cfg, x[:, None].astype(np.float64), state.double().numpy())
+    np.testing.assert_allclose(output.detach().numpy(), expected.reshape(4, -1), atol=1e-5)
+
+
+@pytest.mark.parametrize(("slots", "head_size", "heads"), [(3, 2, 3), (4, 2, 1), (2, 5, 1)])
+def test_initial_state_is_identity_padded_or_cut(slots: int, head_size: int, heads: int) -> None:
+    module = RelationalMemory(4, mem_slots=slots, head_size=head_size, num_heads=heads)
+    state = module.initial_state(2)
+    mem_size = head_size * heads
+    assert state.shape == (2, slots, mem_size)
+    assert state.dtype == torch.float32
+    expected = np.zeros((slots, mem_size), dtype=np.float32)
+    for i in range(min(slots, mem_size)):
+        expected[i, i] = 1.0
+    np.testing.assert_array_equal(state[0].numpy(), expected)
+    np.testing.assert_array_equal(state[1].numpy(), expected)
+
+
+@pytest.mark.parametrize("rows", [None, 3])
+@pytest.mark.parametrize("float_resets", [False, True])
+def test_unroll_with_resets_equals_stepping_by_hand(rows: int | None, float_resets: bool) -> None:
+    module, _, cfg = _make(seed=5, num_blocks=2, gate_style="unit")
+    batch, steps = 3, 6
+    gen = torch.Generator().manual_seed(0)
+    shape = (batch, steps, cfg["input_size"]) if rows is None else (batch, steps, rows, 5)
+    xs = torch.randn(shape, generator=gen, dtype=torch.float64)
+    start = torch.randn(
+        batch, cfg["mem_slots"], module.mem_size, generator=gen, dtype=torch.float64
+    )
+    resets = torch.zeros(batch, steps, dtype=torch.bool)
+    resets[0, 0] = resets[1, 2] = resets[1, 3] = resets[2, 5] = True
+
+    outputs, final, attention = module.unroll(
+        xs, start, resets.double() if float_resets else resets, return_attention=True
+    )
+
+    memory = start
+    for t in range(steps):
+        for b in range(batch):
+            if resets[b, t]:
+                memory = memory.clone()
+                memory[b] = module.initial_state(1)[0]
+        out_t, memory, att_t = module(xs[:, t], memory, return_attention=True)
+        torch.testing.assert_close(outputs[:, t], out_t, atol=1e-12, rtol=0)
+        torch.testing.assert_close(attention[:, t], att_t, atol=1e-12, rtol=0)
+    torch.testing.assert_close(final, memory, atol=1e-12, rtol=0)
+
+    outputs_plain, final_plain = module.unroll(xs, start, resets)
+    torch.testing.assert_close(outputs_plain, outputs, atol=1e-12, rtol=0)
+    torch.testing.assert_close(final_plain, final, atol=1e-12, rtol=0)
+
+
+def test_unroll_without_resets_carries_the_state() -> None:
+    module, _, _ = _make(seed=2)
+    xs = torch.randn(2, 4, 5, dtype=torch.float64)
+    state = module.initial_state(2)
+    full, final = module.unroll(xs, state)
+    first, middle = module.unroll(xs[:, :2], state)
+    second, final_split = module.unroll(xs[:, 2:], middle)
+    torch.testing.assert_close(torch.cat([first, second], 1), full, atol=1e-12, rtol=0)
+    torch.testing.assert_close(final_split, final, atol=1e-12, rtol=0)
+    assert full.shape == (2, 4, module.output_size)
+
+
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_gradients_reach_every_parameter(gate_style: str | None) -> None:
+    torch.manual_seed(0)
+    module = RelationalMemory(
+        6, mem_slots=3, head_size=4, num_heads=2, num_blocks=2, gate_style=gate_style, key_size=3
+    )
+    xs = torch.randn(2, 3, 2, 6)
+    outputs, final = module.unroll(xs, module.initial_state(2))
+    (outputs.square().sum() + final.sum()).backward()
+    for name, param in module.named_parameters():
+        assert param.grad is not None, name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_gradient_flows_back_through_the_memory() -> None:
+    torch.manual_seed(0)
+    module = RelationalMemory(4, mem_slots=2, head_size=4)
+    state = module.initial_state(2).requires_grad_(True)
+    outputs, _ = module.unroll(torch.randn(2, 5, 4), state)
+    outputs[:, -1].sum().backward()
+    assert state.grad is not None and state.grad.abs().sum() > 0
+
+
+def test_parameter_count_does_not_depend_on_mem_slots() -> None:
+    counts = {
+        slots: sum(
+            p.numel()
+            for p in RelationalMemory(7, mem_slots=slots, head_size=8, num_heads=2).parameters()
+        )
+        for slots in (1, 4, 16)
+    }
+    assert len(set(counts.values())) == 1, counts
+
+
+def test_parameter_count_matches_the_layers() -> None:
+    inp, d, heads, key, head, mlp = 7, 8, 2, 3, 4, 2
+    module = RelationalMemory(
+        inp, mem_slots=3, head_size=head, num_heads=heads, key_size=key, attention_mlp_layers=mlp
+    )
+    assert d == head * heads
+    qkv = heads * (2 * key + head)
+    block = d * qkv + qkv + 2 * qkv + mlp * (d * d + d) + 2 * (2 * d)
+    gates = 2 * (d * 2 * d + 2 * d)
+    expected = inp * d + d + block + gates
+    assert sum(p.numel() for p in module.parameters()) == expected
+
+
+def test_gate_biases_are_constants_not_parameters() -> None:
+    module = RelationalMemory(4, mem_slots=2, head_size=3, forget_bias=2.5, input_bias=-1.5)
+    names = [name for name, _ in module.named_parameters()]
+    assert all("_gate_bias" not in name for name in names)
+    assert "_gate_bias" not in module.state_dict()
+    gate_bias = dict(module.named_buffers())["_gate_bias"]
+    assert not gate_bias.requires_grad
+    np.testing.assert_array_equal(gate_bias.numpy(), [-1.5] * 3 + [2.5] * 3)
+    # An optimiser over parameters() leaves it untouched.
+    opt = torch.optim.SGD(module.parameters(), lr=1.0)
+    out, _ = module.unroll(torch.randn(2, 3, 4), module.initial_state(2))
+    out.sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(gate_bias.numpy(), [-1.5] * 3 + [2.5] * 3)
+
+
+def test_forget_bias_changes_the_output() -> None:
+    torch.manual_seed(0)
+    low = RelationalMemory(4, mem_slots=2, head_size=3, forget_bias=-3.0)
+    torch.manual_seed(0)
+    high = RelationalMemory(4, mem_slots=2, head_size=3, forget_bias=3.0)
+    x = torch.randn(2, 4)
+    assert not torch.allclose(low(x, low.initial_state(2))[0], high(x, high.initial_state(2))[0])
+
+
+@pytest.mark.parametrize("rows", [None, 4])
+def test_attention_weights_shape_and_rows_sum_to_one(rows: int | None) -> None:
+    torch.manual_seed(0)
+    module = RelationalMemory(5, mem_slots=3, head_size=2, num_heads=4, num_blocks=2)
+    shape = (2, 6, 5) if rows is None else (2, 6, rows, 5)
+    outputs, _, attention = module.unroll(
+        torch.randn(shape), module.initial_state(2), return_attention=True
+    )
+    n = 3 + (1 if rows is None else rows)
+    assert attention.shape == (2, 6, 2, 4, n, n)
+    assert (attention >= 0).all()
+    torch.testing.assert_close(attention.sum(-1), torch.ones(2, 6, 2, 4, n))
+    _, _, step_attention = module(torch.randn(shape[:1] + shape[2:]), module.initial_state(2), True)
+    assert step_attention.shape == (2, 2, 4, n, n)
+
+
+def test_sonnet_style_initialisation() -> None:
+    torch.manual_seed(0)
+    module = RelationalMemory(64, mem_slots=2, head_size=64, num_heads=2)
+    weight = module.input_projection.weight
+    std = 1 / 64**0.5
+    assert weight.abs().max() <= 2 * std + 1e-6
+    assert 0.7 * std < weight.std() < 0.95 * std  # truncated at 2 std: about 0.88 std
+    assert module.input_projection.bias.abs().max() == 0
+    assert (module.blocks[0].mlp_norm.weight == 1).all()

@@ -248,17 +248,21 @@ class RelationalMemory(nn.Module):
             initial = self._initial_memory.to(state.dtype)
 
         inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
+        # unbind, not [:, t]: indexing would give every step a backward that writes a zeroed
+        # tensor of the full [B, T, ...] size, which is quadratic in T.
+        per_step = zip(
+            inputs.unbind(1),
+            input_qkv.unbind(1),
+            [None] * steps if gate_inputs is None else gate_inputs.unbind(1),
+            strict=True,
+        )
         memory = state
         memories, attention = [], []
-        for t in range(steps):
+        for t, (inputs_t, input_qkv_t, gate_inputs_t) in enumerate(per_step):
             if reset_at and reset_at[t]:
                 memory = torch.where(resets[:, t, None, None], initial, memory)
             memory, weights = self._step(
-                memory,
-                inputs[:, t],
-                input_qkv[:, t],
-                None if gate_inputs is None else gate_inputs[:, t],
-                return_attention,
+                memory, inputs_t, input_qkv_t, gate_inputs_t, return_attention
             )
             memories.append(memory)
             if return_attention:

@@ -1,0 +1,77 @@
+"""Builds RLlib's ``IMPALAConfig`` (new API stack, V-trace) from :class:`RunSettings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.rllib.algorithms.impala import IMPALAConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rmc_agents.rl.envs import register_rllib_env, resolve_env
+from rmc_agents.rl.module import RecurrentAgentModule
+from rmc_agents.rl.settings import RunSettings
+
+__all__ = ["build_impala_config", "module_spec"]
+
+
+def module_spec(run: RunSettings) -> RLModuleSpec:
+    """The RLModule spec of the agent (spaces are filled in by RLlib from the env)."""
+    return RLModuleSpec(
+        module_class=RecurrentAgentModule, model_config=run.model.rllib_model_config()
+    )
+
+
+def _prev_action_reward_connector(n_actions: int, n_rewards: int) -> Any:
+    """An env-to-module connector factory adding the previous action/reward to observations."""
+    from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
+
+    def factory(env: Any, spaces: Any = None, device: Any = None) -> list:
+        return [PrevActionsPrevRewards(n_prev_actions=n_actions, n_prev_rewards=n_rewards)]
+
+    return factory
+
+
+def build_impala_config(run: RunSettings) -> IMPALAConfig:
+    """An ``IMPALAConfig`` for ``run``. Raises ``EnvResolutionError`` for a bad ``run.env``."""
+    resolved = resolve_env(run.env)
+    env_name = register_rllib_env()
+    res, tr, model = run.resources, run.training, run.model
+    lr: Any = tr.lr
+    if tr.anneal_lr and run.stop.timesteps:
+        lr = [[0, tr.lr], [run.stop.timesteps, 0.0]]
+    runner_kwargs: dict[str, Any] = {
+        "num_env_runners": res.num_env_runners,
+        "num_envs_per_env_runner": res.envs_per_runner,
+        "num_cpus_per_env_runner": res.num_cpus_per_env_runner,
+        "rollout_fragment_length": tr.rollout_fragment_length,
+        "gym_env_vectorize_mode": "vector_entry_point" if resolved.has_vector_face else "sync",
+    }
+    if model.prev_action or model.prev_reward:
+        runner_kwargs["env_to_module_connector"] = _prev_action_reward_connector(
+            int(model.prev_action), int(model.prev_reward)
+        )
+    config = (
+        IMPALAConfig()
+        .environment(env_name, env_config={"env_spec": run.env, "env_kwargs": dict(run.env_kwargs)})
+        .framework("torch")
+        .env_runners(**runner_kwargs)
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.gpus_per_learner)
+        .training(
+            lr=lr,
+            gamma=tr.gamma,
+            entropy_coeff=tr.entropy_coeff,
+            vf_loss_coeff=tr.vf_loss_coeff,
+            grad_clip=tr.grad_clip,
+            train_batch_size_per_learner=tr.train_batch_size,
+            vtrace_clip_rho_threshold=tr.vtrace_clip_rho_threshold,
+            vtrace_clip_pg_rho_threshold=tr.vtrace_clip_pg_rho_threshold,
+            timeout_s_sampler_manager=res.timeout_s_sampler_manager,
+        )
+        .rl_module(rl_module_spec=module_spec(run))
+        .reporting(
+            min_time_s_per_iteration=run.min_time_s_per_iteration,
+            min_sample_timesteps_per_iteration=run.min_sample_timesteps_per_iteration,
+        )
+        .debugging(seed=run.seed)
+    )
+    return config

@@ -1,0 +1,194 @@
+"""The agent as an RLlib (new API stack) ``TorchRLModule``: torso -> recurrent core -> heads.
+
+The torso is chosen from the observation space (:mod:`rmc_agents.rl.encoders`), the core by name
+(``rmc``, ``lstm``, ``gru`` from :mod:`rmc_agents.core`, or ``mlp``: a memoryless floor), then a
+policy head (action-distribution inputs) and a value head (``ValueFunctionAPI``, used by IMPALA's
+V-trace loss).
+
+The core's memory travels as RLlib recurrent state: :meth:`RecurrentAgentModule.get_initial_state`
+returns ``{"s0": array, "s1": ...}`` (numpy, no batch dimension; one entry per tensor of the core's
+state). On the EnvRunner RLlib feeds one step (``T = 1``) and the last ``STATE_OUT`` of the episode
+(or the initial state at an episode start) as ``STATE_IN``; on the Learner it feeds chunks of up to
+``max_seq_len`` steps, each inside one episode, zero-padded at the end, with the state recorded at
+the chunk's first step as ``STATE_IN``. Both paths run the same :meth:`_unroll`, which calls
+``core.unroll`` over the time dimension. A chunk never crosses an episode start (RLlib cuts chunks
+per episode), so the learner path needs no reset inside a chunk: ``resets`` is passed as ``None``.
+
+Previous action and reward, when asked for (``prev_action``/``prev_reward`` in the model config),
+come from RLlib's ``PrevActionsPrevRewards`` env-to-module connector (added by the config builder),
+which turns the observation into a Dict that the Dict torso encodes like any other.
+
+``model_config`` keys (all optional but ``max_seq_len`` for recurrent cores):
+``core`` (``"rmc"``), ``core_kwargs`` (dict for :func:`rmc_agents.core.make_core`; ``hidden_size``
+for ``mlp``), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
+(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (20).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from torch import nn
+
+from rmc_agents.core import as_tuple, make_core
+from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
+
+__all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
+
+MODEL_NAMES = ("rmc", "lstm", "gru", "mlp")
+
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+    "core": "rmc",
+    "core_kwargs": {},
+    "conv_channels": [12, 24],
+    "mlp_hiddens": [64],
+    "image_rows": True,
+    "head_hiddens": [],
+    "max_seq_len": 20,
+}
+
+
+class MLPCore(nn.Module):
+    """A memoryless "core": one hidden layer applied to each step alone (the no-memory floor)."""
+
+    def __init__(self, input_size: int, hidden_size: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(input_size, hidden_size), nn.ReLU())
+        self.output_size = hidden_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def action_logits_size(space: gym.Space) -> int:
+    """Number of action-distribution inputs the policy head must produce for ``space``."""
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return int(np.sum(space.nvec))
+    if isinstance(space, gym.spaces.Box) and len(space.shape) == 1:
+        return 2 * int(space.shape[0])  # mean and log-std of a diagonal Gaussian
+    raise UnsupportedSpaceError(
+        f"action space {space} is not supported; use Discrete, MultiDiscrete or a 1-D Box"
+    )
+
+
+def _mlp(sizes: list[int]) -> nn.Module:
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers)
+
+
+class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
+    """Torso (by observation space) -> core (by name) -> policy and value heads.
+
+    See the module docstring for the model config and how state is handled.
+    """
+
+    def setup(self) -> None:
+        cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
+        self.cfg = cfg
+        name = cfg["core"]
+        if name not in MODEL_NAMES:
+            raise ValueError(f"model core must be one of {MODEL_NAMES}, got {name!r}")
+        self.core_name = name
+        if isinstance(self.action_space, gym.spaces.MultiDiscrete):
+            self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
+                input_lens=[int(n) for n in np.asarray(self.action_space.nvec).ravel()]
+            )
+        num_logits = action_logits_size(self.action_space)
+
+        rows = bool(cfg["image_rows"]) and name == "rmc"
+        self.encoder = build_encoder(
+            self.observation_space, cfg["conv_channels"], cfg["mlp_hiddens"], rows=rows
+        )
+        kwargs = dict(cfg["core_kwargs"] or {})
+        in_size = self.encoder.out_size
+        if name == "mlp":
+            self.core = MLPCore(in_size, **kwargs)
+        else:
+            self.core = make_core(name, in_size, **kwargs)
+        out = self.core.output_size
+        head_sizes = [out, *cfg["head_hiddens"]]
+        self.pi_torso = _mlp(head_sizes)
+        self.vf_torso = _mlp(head_sizes)
+        self.pi = nn.Linear(head_sizes[-1], num_logits)
+        self.vf = nn.Linear(head_sizes[-1], 1)
+        # Small initial logits: a near-uniform first policy.
+        nn.init.normal_(self.pi.weight, std=0.01)
+        nn.init.zeros_(self.pi.bias)
+        if name != "mlp":
+            self._state_len = len(as_tuple(self.core.initial_state(1)))
+
+    # --- state ---------------------------------------------------------------------------
+
+    def get_initial_state(self) -> dict[str, np.ndarray]:
+        """``{"s0": ..., }``: the core's initial state for one env, numpy, no batch dimension.
+
+        Empty for ``mlp``, which makes RLlib treat the module as stateless.
+        """
+        if self.core_name == "mlp":
+            return {}
+        with torch.no_grad():
+            state = as_tuple(self.core.initial_state(1))
+        return {f"s{i}": t[0].cpu().numpy().astype(np.float32) for i, t in enumerate(state)}
+
+    def _state_in(self, batch: dict[str, Any]) -> Any:
+        state_in = batch[Columns.STATE_IN]
+        parts = tuple(state_in[f"s{i}"] for i in range(self._state_len))
+        if hasattr(self.core, "from_tuple"):
+            return self.core.from_tuple(parts)
+        return parts[0] if len(parts) == 1 else parts
+
+    # --- forward -------------------------------------------------------------------------
+
+    def _unroll(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any] | None]:
+        """Core outputs ``[B, T, F]`` (or ``[B, F]`` for ``mlp``) and the state out."""
+        obs = batch[Columns.OBS]
+        first = tree.flatten(obs)[0]
+        if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
+            return self.core(self.encoder(obs)), None
+        b, t = first.shape[:2]
+        flat_obs = tree.map_structure(lambda x: x.reshape(b * t, *x.shape[2:]), obs)
+        feats = self.encoder(flat_obs)
+        feats = feats.reshape(b, t, *feats.shape[1:])
+        outputs, state = self.core.unroll(feats, self._state_in(batch), resets=None)
+        state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
+        return outputs, state_out
+
+    def _policy(self, batch: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
+        """Acting (EnvRunner) and inference: action-distribution inputs and the state out."""
+        embeddings, state_out = self._unroll(batch)
+        result = {Columns.ACTION_DIST_INPUTS: self.pi(self.pi_torso(embeddings))}
+        if state_out is not None:
+            result[Columns.STATE_OUT] = state_out
+        return result, embeddings
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self._policy(batch)[0]
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """As :meth:`_forward`, plus the core outputs as ``EMBEDDINGS`` for ``compute_values``.
+
+        (Only here: on the EnvRunner they would be stored in every episode step for nothing.)
+        """
+        result, embeddings = self._policy(batch)
+        result[Columns.EMBEDDINGS] = embeddings
+        return result
+
+    def compute_values(
+        self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Value estimates ``[B, T]`` (``[B]`` for ``mlp``), reusing ``embeddings`` if given."""
+        if embeddings is None:
+            embeddings, _ = self._unroll(batch)
+        return self.vf(self.vf_torso(embeddings)).squeeze(-1)

@@ -1,0 +1,172 @@
+"""The settings of a training run, as typed dataclasses loaded from YAML by :mod:`rmc_agents.config`.
+
+A YAML file in ``configs/`` sets any subset of these keys; CLI flags override them; the resolved
+settings are written to ``<output>/config.yaml``. Defaults give a first run of a few minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "ModelSettings",
+    "ResourceSettings",
+    "RunSettings",
+    "StopSettings",
+    "TrainingSettings",
+]
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+@dataclass
+class ModelSettings:
+    """The policy: torso (from the observation space) -> core -> policy and value heads.
+
+    ``core`` picks the memory: ``rmc`` (Relational Memory Core), ``lstm``/``gru`` baselines
+    (``hidden_size``), or ``mlp`` (memoryless floor, ``hidden_size`` units). The RMC has
+    ``mem_slots`` memories of ``head_size * num_heads`` units each.
+    """
+
+    core: Literal["rmc", "lstm", "gru", "mlp"] = "rmc"
+    mem_slots: int = 4
+    head_size: int = 32
+    num_heads: int = 4
+    num_blocks: int = 1
+    gate_style: Literal["unit", "memory", "none"] = "memory"
+    attention_mlp_layers: int = 2
+    hidden_size: int = 256
+    conv_channels: list[int] = field(default_factory=lambda: [12, 24])
+    mlp_hiddens: list[int] = field(default_factory=lambda: [64])
+    image_rows: bool = True
+    head_hiddens: list[int] = field(default_factory=list)
+    prev_action: bool = False
+    prev_reward: bool = False
+    max_seq_len: int = 20
+
+    def validate(self) -> None:
+        for name in ("mem_slots", "head_size", "num_heads", "num_blocks", "hidden_size"):
+            _positive(name, getattr(self, name))
+        if self.attention_mlp_layers < 0:
+            raise ValueError(f"attention_mlp_layers must be >= 0, got {self.attention_mlp_layers}")
+        _positive("max_seq_len", self.max_seq_len)
+        for name in ("conv_channels", "mlp_hiddens", "head_hiddens"):
+            if any(v <= 0 for v in getattr(self, name)):
+                raise ValueError(f"{name} must hold positive sizes, got {getattr(self, name)}")
+
+    def core_kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the chosen core."""
+        if self.core == "rmc":
+            return {
+                "mem_slots": self.mem_slots,
+                "head_size": self.head_size,
+                "num_heads": self.num_heads,
+                "num_blocks": self.num_blocks,
+                "gate_style": None if self.gate_style == "none" else self.gate_style,
+                "attention_mlp_layers": self.attention_mlp_layers,
+            }
+        return {"hidden_size": self.hidden_size}
+
+    def rllib_model_config(self) -> dict[str, Any]:
+        """The ``model_config`` dict of :class:`rmc_agents.rl.module.RecurrentAgentModule`."""
+        return {
+            "core": self.core,
+            "core_kwargs": self.core_kwargs(),
+            "conv_channels": list(self.conv_channels),
+            "mlp_hiddens": list(self.mlp_hiddens),
+            "image_rows": self.image_rows,
+            "head_hiddens": list(self.head_hiddens),
+            "max_seq_len": self.max_seq_len,
+        }
+
+
+@dataclass
+class TrainingSettings:
+    """IMPALA (V-trace) settings. Defaults follow the IMPALA paper's Atari agent (SPEC 3),
+    except the optimizer: RLlib's IMPALA uses Adam."""
+
+    lr: float = 6e-4
+    anneal_lr: bool = False
+    gamma: float = 0.99
+    entropy_coeff: float = 0.01
+    vf_loss_coeff: float = 0.5
+    grad_clip: float = 40.0
+    rollout_fragment_length: int = 20
+    train_batch_size: int = 640
+    vtrace_clip_rho_threshold: float = 1.0
+    vtrace_clip_pg_rho_threshold: float = 1.0
+
+    def validate(self) -> None:
+        for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
+            _positive(name, getattr(self, name))
+        if not 0 <= self.gamma <= 1:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.entropy_coeff < 0 or self.vf_loss_coeff < 0:
+            raise ValueError("entropy_coeff and vf_loss_coeff must be >= 0")
+
+
+@dataclass
+class ResourceSettings:
+    """Ray resources. The defaults fit 2 CPUs (see ``shared/RLLIB_NOTES.md``)."""
+
+    num_env_runners: int = 1
+    envs_per_runner: int = 16
+    num_cpus_per_env_runner: float = 0.5
+    num_learners: int = 0
+    gpus_per_learner: float = 0.0
+    timeout_s_sampler_manager: float = 0.01
+    address: str | None = None
+    num_cpus: int | None = None
+
+    def validate(self) -> None:
+        if self.num_env_runners < 0:
+            raise ValueError(f"num_env_runners must be >= 0, got {self.num_env_runners}")
+        _positive("envs_per_runner", self.envs_per_runner)
+        _positive("num_cpus_per_env_runner", self.num_cpus_per_env_runner)
+        if self.num_learners < 0 or self.gpus_per_learner < 0:
+            raise ValueError("num_learners and gpus_per_learner must be >= 0")
+
+
+@dataclass
+class StopSettings:
+    """When to stop: whichever of the set criteria comes first."""
+
+    timesteps: int | None = 200_000
+    reward: float | None = None
+    seconds: float | None = None
+    iterations: int | None = None
+
+    def validate(self) -> None:
+        if all(v is None for v in (self.timesteps, self.reward, self.seconds, self.iterations)):
+            raise ValueError("at least one stop criterion (timesteps, reward, seconds) is needed")
+        for name in ("timesteps", "seconds", "iterations"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+
+
+@dataclass
+class RunSettings:
+    """One training run."""
+
+    env: str = "MiniPacman-Viewport-v0"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 0
+    model: ModelSettings = field(default_factory=ModelSettings)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    resources: ResourceSettings = field(default_factory=ResourceSettings)
+    stop: StopSettings = field(default_factory=StopSettings)
+    checkpoint_every_seconds: float = 120.0
+    min_time_s_per_iteration: float = 1.0
+    min_sample_timesteps_per_iteration: int = 1000
+    stall_seconds: float = 120.0
+
+    def validate(self) -> None:
+        _positive("checkpoint_every_seconds", self.checkpoint_every_seconds)
+        _positive("stall_seconds", self.stall_seconds)
+        if self.min_time_s_per_iteration < 0 or self.min_sample_timesteps_per_iteration < 0:
+            raise ValueError("min_time_s_per_iteration and min_sample_timesteps_per_iteration >= 0")

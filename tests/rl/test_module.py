@@ -1,0 +1,240 @@
+"""The RLModule: shapes per space type, clear errors, and learner == EnvRunner recomputation."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
+from rmc_agents.rl.module import RecurrentAgentModule
+
+SMALL = {
+    "rmc": {"mem_slots": 2, "head_size": 8, "num_heads": 2},
+    "lstm": {"hidden_size": 16},
+    "gru": {"hidden_size": 16},
+    "mlp": {"hidden_size": 16},
+}
+
+
+def build(core: str, obs_space: gym.Space, act_space: gym.Space | None = None, **extra):
+    cfg = {"core": core, "core_kwargs": SMALL[core], "max_seq_len": 4, **extra}
+    return RLModuleSpec(
+        module_class=RecurrentAgentModule,
+        observation_space=obs_space,
+        action_space=act_space or gym.spaces.Discrete(5),
+        model_config=cfg,
+    ).build()
+
+
+def sample_batch(space: gym.Space, lead: tuple[int, ...]):
+    """Random observations with leading dims ``lead``, as RLlib would feed them (tensors)."""
+    if isinstance(space, gym.spaces.Dict):
+        return {k: sample_batch(s, lead) for k, s in space.spaces.items()}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(sample_batch(s, lead) for s in space.spaces)
+    n = int(np.prod(lead))
+    items = np.stack([np.asarray(space.sample()) for _ in range(n)])
+    return torch.as_tensor(items).reshape(*lead, *items.shape[1:])
+
+
+def initial_state(module, batch_size):
+    return {
+        k: torch.from_numpy(v).unsqueeze(0).repeat(batch_size, *[1] * v.ndim)
+        for k, v in module.get_initial_state().items()
+    }
+
+
+SPACES = {
+    "image": gym.spaces.Box(0.0, 1.0, (5, 6, 3), np.float32),
+    "image_uint8": gym.spaces.Box(0, 255, (7, 7, 3), np.uint8),
+    "flat": gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+    "matrix": gym.spaces.Box(-1.0, 1.0, (2, 3), np.float32),
+    "discrete": gym.spaces.Discrete(6),
+    "multidiscrete": gym.spaces.MultiDiscrete([3, 4]),
+    "dict": gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (5, 5, 3), np.uint8),
+            "direction": gym.spaces.Discrete(4),
+        }
+    ),
+    "tuple": gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Box(0, 1, (2,), np.float32))),
+}
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "gru", "mlp"])
+@pytest.mark.parametrize("space_name", list(SPACES))
+def test_shapes_per_space(core, space_name):
+    space = SPACES[space_name]
+    module = build(core, space)
+    b, t = 3, 4
+    if core == "mlp":
+        assert module.get_initial_state() == {}
+        batch = {Columns.OBS: sample_batch(space, (b,))}
+        out = module.forward_train(batch)
+        assert out[Columns.ACTION_DIST_INPUTS].shape == (b, 5)
+        assert module.compute_values(batch).shape == (b,)
+        return
+    state = module.get_initial_state()
+    assert state and all(isinstance(v, np.ndarray) for v in state.values())
+    batch = {Columns.OBS: sample_batch(space, (b, t)), Columns.STATE_IN: initial_state(module, b)}
+    out = module.forward_train(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (b, t, 5)
+    assert set(out[Columns.STATE_OUT]) == set(state)
+    for key, value in state.items():
+        assert out[Columns.STATE_OUT][key].shape == (b, *value.shape)
+    values = module.compute_values(batch, out[Columns.EMBEDDINGS])
+    assert values.shape == (b, t)
+    torch.testing.assert_close(values, module.compute_values(batch))
+
+
+def test_image_cells_enter_the_rmc_as_rows_with_coordinates():
+    enc = build_encoder(SPACES["image"], rows=True)
+    assert enc.num_rows == 3 * 4 and enc.out_size == 24 + 2
+    feats = enc(torch.zeros(2, 5, 6, 3))
+    # The last two features of every cell are the x and y coordinates in [-1, 1].
+    xy = feats[0, :, -2:].reshape(3, 4, 2)
+    torch.testing.assert_close(xy[0, :, 0], torch.linspace(-1, 1, 4))
+    torch.testing.assert_close(xy[:, 0, 1], torch.linspace(-1, 1, 3))
+    # A Dict with flat parts adds one row for them.
+    assert build_encoder(SPACES["dict"], rows=True).num_rows == 3 * 3 + 1
+    flat = build_encoder(SPACES["image"], rows=False)
+    assert flat.num_rows == 0 and flat.out_size == 12 * 26
+
+
+def test_one_hot_encoding_of_discrete_parts():
+    enc = build_encoder(gym.spaces.MultiDiscrete([2, 3]), mlp_hiddens=())
+    out = enc(torch.tensor([[1, 2], [0, 0]]))
+    torch.testing.assert_close(out, torch.tensor([[0, 1, 0, 0, 1], [1, 0, 1, 0, 0]]).float())
+
+
+def test_text_parts_are_skipped_with_one_warning():
+    space = gym.spaces.Dict(
+        {
+            "image": SPACES["image_uint8"],
+            "direction": gym.spaces.Discrete(4),
+            "mission": gym.spaces.Text(20),
+        }
+    )
+    with pytest.warns(UserWarning, match="mission") as record:
+        build_encoder(space)
+    assert len(record) == 1
+
+
+@pytest.mark.parametrize(
+    "space",
+    [gym.spaces.Text(10), gym.spaces.Dict({"m": gym.spaces.Text(5)})],
+    ids=["text", "only_text"],
+)
+def test_unsupported_observation_space_names_it(space):
+    with (
+        pytest.raises(UnsupportedSpaceError, match="Text"),
+        pytest.warns(UserWarning) if isinstance(space, gym.spaces.Dict) else _nullcontext(),
+    ):
+        build("rmc", space)
+
+
+def test_unsupported_action_space_names_it():
+    with pytest.raises(UnsupportedSpaceError, match="action space"):
+        build("lstm", SPACES["flat"], gym.spaces.MultiBinary(3))
+
+
+def test_multidiscrete_and_box_actions():
+    module = build("gru", SPACES["flat"], gym.spaces.MultiDiscrete([2, 3]))
+    batch = {
+        Columns.OBS: sample_batch(SPACES["flat"], (2, 3)),
+        Columns.STATE_IN: initial_state(module, 2),
+    }
+    logits = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    assert logits.shape == (2, 3, 5)
+    dist = module.get_train_action_dist_cls().from_logits(logits.reshape(6, 5))
+    assert dist.sample().shape == (6, 2)
+    box = build("gru", SPACES["flat"], gym.spaces.Box(-1, 1, (2,), np.float32))
+    assert box.forward_train(batch)[Columns.ACTION_DIST_INPUTS].shape == (2, 3, 4)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- learner recomputation == what the EnvRunner computed while acting ---------------------
+
+
+@pytest.mark.parametrize(
+    "env, core, extra",
+    [
+        ("CartPole-v1", "rmc", {}),
+        ("CartPole-v1", "lstm", {}),
+        ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", {}),
+        ("rmc_agents.rl.toy_envs:CueRecall", "gru", {"prev_action": True, "prev_reward": True}),
+    ],
+)
+def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
+    """Sample with a real EnvRunner, chunk episodes with IMPALA's learner connector, re-run.
+
+    Episodes are cut across several ``sample()`` calls (continuation chunks whose state comes from
+    the previous chunk), span several ``max_seq_len = 4`` chunks, and many episodes start inside
+    one sampling call (resets). The logits recomputed on the learner path must equal the ones the
+    EnvRunner recorded, step for step.
+    """
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.settings import ModelSettings, RunSettings
+
+    model = ModelSettings(
+        core=core, mem_slots=2, head_size=8, num_heads=2, hidden_size=16, max_seq_len=4, **extra
+    )
+    run = RunSettings(env=env, model=model, seed=3)
+    run.resources.num_env_runners = 0
+    run.resources.envs_per_runner = 3
+    config = build_impala_config(run)
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = []
+        for _ in range(4):
+            episodes += runner.sample(num_timesteps=27, random_actions=False)
+        assert any(e.t_started > 0 for e in episodes), "no continuation chunk was sampled"
+        assert sum(e.is_done for e in episodes) >= 3, "too few episode ends (resets)"
+        assert any(len(e) > 2 * model.max_seq_len for e in episodes), "no multi-chunk episode"
+
+        spec = config.get_rl_module_spec(
+            env=runner.env.unwrapped, spaces=runner.get_spaces(), inference_only=False
+        )
+        learner_module = spec.build()
+        learner_module.set_state(runner.module.get_state())
+        num_steps = sum(len(e) for e in episodes)  # (the connector appends a bootstrap step)
+        connector = config.build_learner_connector(
+            runner.env.single_observation_space, runner.env.single_action_space
+        )
+        batch = connector(
+            rl_module=learner_module,
+            batch={},
+            episodes=[e.to_numpy() for e in episodes],
+            explore=False,
+            shared_data={},
+        )
+        assert batch[Columns.OBS] is not None
+        assert batch[Columns.SEQ_LENS].max() <= model.max_seq_len
+        assert len(batch[Columns.SEQ_LENS]) > len(episodes)  # episodes were cut into chunks
+        with torch.no_grad():
+            out = learner_module.forward_train(batch)
+        mask = batch[Columns.LOSS_MASK].bool()
+        recorded = batch[Columns.ACTION_DIST_INPUTS][mask]
+        recomputed = out[Columns.ACTION_DIST_INPUTS][mask]
+        assert recorded.shape[0] == num_steps
+        torch.testing.assert_close(recomputed, recorded, atol=1e-5, rtol=1e-5)
+        # And the logits really depend on the state (a wrong state would be caught).
+        zero_state = {k: torch.zeros_like(v) + 0.5 for k, v in batch[Columns.STATE_IN].items()}
+        with torch.no_grad():
+            wrong = learner_module.forward_train({**batch, Columns.STATE_IN: zero_state})
+        assert not torch.allclose(wrong[Columns.ACTION_DIST_INPUTS][mask], recorded, atol=1e-4)
+    finally:
+        runner.stop()

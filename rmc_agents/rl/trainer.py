@@ -1,0 +1,402 @@
+"""The training loop around RLlib's IMPALA: output dir, progress, metrics, checkpoints, resume.
+
+:func:`train` runs one experiment described by :class:`RunSettings` into an output directory::
+
+    <output>/config.yaml      the resolved settings (file + CLI flags)
+    <output>/progress.csv     one row per training iteration (columns: see METRIC_COLUMNS)
+    <output>/tb/              the same metrics for TensorBoard
+    <output>/checkpoint/      the last checkpoint (periodic and final), replaced atomically
+    <output>/summary.json     the final summary (env_steps, returns, frames/s, why it stopped)
+
+RLlib hides exceptions raised inside the loss (they kill the learner thread; ``train()`` then keeps
+returning or blocks). A watchdog stops the run with the error when the learner thread dies or when
+``num_env_steps_trained_lifetime`` has not risen for ``stall_seconds``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rmc_agents.config import ConfigError, config_from_dict, save_config
+from rmc_agents.rl.settings import RunSettings
+
+__all__ = ["METRIC_COLUMNS", "TrainingError", "train"]
+
+CHECKPOINT_DIR = "checkpoint"
+PROGRESS_FILE = "trainer_progress.json"
+RUN_MARKER = "config.yaml"
+
+#: progress.csv columns, and the RLlib result key each comes from (None: computed here).
+METRIC_COLUMNS: dict[str, str | None] = {
+    "iteration": None,
+    "time_s": None,
+    "env_steps": None,  # env steps sampled, over the whole run (resumes included)
+    "env_steps_trained": None,  # env steps the learner has trained on
+    "frames_per_second": None,  # env steps sampled per wall-clock second, this iteration
+    "episode_return_mean": "env_runners/episode_return_mean",
+    "episode_len_mean": "env_runners/episode_len_mean",
+    "total_loss": "learners/default_policy/total_loss",
+    "policy_loss": "learners/default_policy/mean_pi_loss",
+    "value_loss": "learners/default_policy/mean_vf_loss",
+    "entropy": "learners/default_policy/entropy",
+}
+_SAMPLED = "env_runners/num_env_steps_sampled_lifetime"
+_TRAINED = "learners/__all_modules__/num_env_steps_trained_lifetime"
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or had to stop (bad output dir, stalled learner, ...)."""
+
+
+class _Stalled(BaseException):
+    """Raised in the main thread by the watchdog (a BaseException so RLlib cannot swallow it)."""
+
+
+def _lookup(result: dict[str, Any], key: str) -> Any:
+    node: Any = result
+    for part in key.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _number(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+# --- output directory ----------------------------------------------------------------------
+
+
+def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check/clean ``output``; return the checkpoint to resume from (or None).
+
+    Raises:
+        TrainingError: the directory holds another run (and neither ``resume`` nor ``overwrite``),
+            holds files that are not a run, or ``resume`` finds no checkpoint.
+    """
+    if resume and overwrite:
+        raise TrainingError("--resume and --overwrite exclude each other")
+    is_run = (output / RUN_MARKER).is_file()
+    if resume:
+        for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
+            if (output / name / PROGRESS_FILE).is_file():
+                return output / name
+        raise TrainingError(f"--resume: no checkpoint found in {output}")
+    if output.exists() and any(output.iterdir()):
+        if not is_run:
+            raise TrainingError(
+                f"output directory {output} is not empty and holds no run; choose another --output"
+            )
+        if not overwrite:
+            raise TrainingError(
+                f"output directory {output} holds another run; use --resume to continue it or "
+                "--overwrite to replace it"
+            )
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def load_run_settings(output: Path) -> RunSettings:
+    """The settings a run in ``output`` was started with."""
+    import yaml
+
+    path = output / RUN_MARKER
+    return config_from_dict(RunSettings, yaml.safe_load(path.read_text()) or {}, source=str(path))
+
+
+# --- watchdog --------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Stops the main thread when the learner dies or stops making progress."""
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self.last_progress = time.monotonic()
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._old_hook = threading.excepthook
+        self._old_handler = None
+        self._thread = threading.Thread(target=self._run, name="rmc-watchdog", daemon=True)
+
+    def __enter__(self) -> _Watchdog:
+        threading.excepthook = self._hook
+        if threading.current_thread() is threading.main_thread():
+            self._old_handler = signal.signal(signal.SIGUSR1, self._interrupt)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        threading.excepthook = self._old_hook
+        if self._old_handler is not None:
+            signal.signal(signal.SIGUSR1, self._old_handler)
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+    def _hook(self, args: Any) -> None:
+        if args.thread is not None and "Learner" in args.thread.name:
+            self.error = f"the learner thread failed: {args.exc_type.__name__}: {args.exc_value}"
+            self._fire()
+        self._old_hook(args)
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        raise _Stalled(self.error)
+
+    def _fire(self) -> None:
+        if self._old_handler is not None:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            if time.monotonic() - self.last_progress > self.stall_seconds:
+                self.error = (
+                    f"the learner made no progress for {self.stall_seconds:.0f} s "
+                    "(num_env_steps_trained_lifetime did not rise); see the Ray logs above"
+                )
+                self._fire()
+                return
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise _Stalled(self.error)
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def _save_checkpoint(algo: Any, output: Path, progress: dict[str, Any]) -> Path:
+    """Write a checkpoint into a temp dir, then swap it in for ``<output>/checkpoint``."""
+    final = output / CHECKPOINT_DIR
+    tmp = output / (CHECKPOINT_DIR + ".tmp")
+    old = output / (CHECKPOINT_DIR + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp.resolve()))
+    (tmp / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def _progress_line(row: dict[str, Any], stop_total: int | None) -> str:
+    steps = f"{int(row['env_steps']):,}"
+    if stop_total:
+        steps += f"/{stop_total:,}"
+    ret = row["episode_return_mean"]
+    loss = row["total_loss"]
+    return (
+        f"iter {row['iteration']:>4}  steps {steps}  {row['frames_per_second']:,.0f} fps  "
+        f"return {'-' if ret is None else f'{ret:.2f}'}  "
+        f"loss {'-' if loss is None else f'{loss:.3f}'}  {row['time_s']:.0f}s"
+    )
+
+
+def train(
+    run: RunSettings,
+    output: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train until a stop criterion; return the summary (also ``<output>/summary.json``).
+
+    With ``resume``, ``run`` should be the settings saved in the output dir (see
+    :func:`load_run_settings`) with any overrides; the step counters continue.
+
+    Raises:
+        TrainingError: output dir problems, a stalled or failed learner.
+        ConfigError, EnvResolutionError: bad settings or env (before Ray starts).
+    """
+    import ray
+
+    from rmc_agents.rl.envs import resolve_env
+    from rmc_agents.rl.impala import build_impala_config
+
+    log = log or (lambda line: print(line, flush=True))
+    output = Path(output)
+    resolve_env(run.env)  # fail early, before Ray, on a bad env
+    restore_from = prepare_output(output, resume, overwrite)
+    save_config(run, output / RUN_MARKER)
+    previous: dict[str, Any] = {}
+    if restore_from is not None:
+        previous = json.loads((restore_from / PROGRESS_FILE).read_text())
+
+    if not ray.is_initialized():
+        res = run.resources
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        if res.address:
+            kwargs["address"] = res.address
+        elif res.num_cpus:
+            kwargs["num_cpus"] = res.num_cpus
+        ray.init(**kwargs)
+
+    config = build_impala_config(run)
+    algo = config.build_algo()
+    steps_offset = 0
+    if restore_from is not None:
+        algo.restore_from_path(str(restore_from.resolve()))
+        steps_offset = int(previous.get("env_steps", 0))
+        log(f"resumed from {restore_from} at {steps_offset:,} env steps")
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    csv_path = output / "progress.csv"
+    new_csv = not csv_path.exists()
+    csv_file = csv_path.open("a", newline="")
+    writer = csv.DictWriter(csv_file, fieldnames=list(METRIC_COLUMNS))
+    if new_csv:
+        writer.writeheader()
+    tb = SummaryWriter(str(output / "tb"))
+
+    stop = run.stop
+    iteration = int(previous.get("iterations", 0))
+    time_offset = float(previous.get("time_s", 0.0))
+    best = _number(previous.get("best_episode_return_mean"))
+    last_return: float | None = _number(previous.get("episode_return_mean"))
+    start = time.monotonic()
+    last_ckpt = start
+    sampled_base: float | None = None
+    trained_last = -1.0
+    env_steps = steps_offset
+    trained = 0.0
+    fps_samples: list[tuple[float, float]] = []
+    stopped_because = ""
+    interactive = sys.stdout.isatty()
+    last_print = 0.0
+    try:
+        with _Watchdog(run.stall_seconds) as watchdog:
+            while True:
+                t0 = time.monotonic()
+                result = algo.train()
+                watchdog.check()
+                iteration += 1
+                dt = time.monotonic() - t0
+                sampled = _number(_lookup(result, _SAMPLED)) or 0.0
+                if sampled_base is None:
+                    # RLlib restores its lifetime counters from a checkpoint or not, depending on
+                    # version; count from what this process has seen and add the saved total.
+                    sampled_base = sampled - (
+                        _number(_lookup(result, "env_runners/num_env_steps_sampled")) or 0.0
+                    )
+                prev_steps = env_steps
+                env_steps = steps_offset + int(sampled - sampled_base)
+                trained = _number(_lookup(result, _TRAINED)) or 0.0
+                if trained > trained_last:
+                    watchdog.progress()
+                    trained_last = trained
+                elapsed = time.monotonic() - start
+                fps = (env_steps - prev_steps) / dt if dt > 0 else 0.0
+                fps_samples.append((env_steps - prev_steps, dt))
+                row: dict[str, Any] = {
+                    "iteration": iteration,
+                    "time_s": round(time_offset + elapsed, 2),
+                    "env_steps": env_steps,
+                    "env_steps_trained": int(trained),
+                    "frames_per_second": round(fps, 1),
+                }
+                for column, key in METRIC_COLUMNS.items():
+                    if key is not None:
+                        row[column] = _number(_lookup(result, key))
+                if row["episode_return_mean"] is not None:
+                    last_return = row["episode_return_mean"]
+                    best = last_return if best is None else max(best, last_return)
+                writer.writerow(row)
+                csv_file.flush()
+                for column, value in row.items():
+                    if column not in ("iteration", "env_steps") and value is not None:
+                        tb.add_scalar(column, value, env_steps)
+                line = _progress_line(row, stop.timesteps)
+                if interactive:
+                    print("\r" + line + " " * 4, end="", flush=True)
+                elif elapsed - last_print >= 10 or iteration == 1:
+                    log(line)
+                    last_print = elapsed
+
+                if stop.timesteps is not None and env_steps >= stop.timesteps:
+                    stopped_because = f"timesteps: {env_steps:,} >= {stop.timesteps:,}"
+                elif (
+                    stop.reward is not None
+                    and last_return is not None
+                    and last_return >= stop.reward
+                ):
+                    stopped_because = f"reward: {last_return:.3f} >= {stop.reward}"
+                elif stop.seconds is not None and elapsed >= stop.seconds:
+                    stopped_because = f"seconds: {elapsed:.0f} >= {stop.seconds:.0f}"
+                elif stop.iterations is not None and iteration >= stop.iterations:
+                    stopped_because = f"iterations: {iteration} >= {stop.iterations}"
+                progress = {
+                    "env_steps": env_steps,
+                    "iterations": iteration,
+                    "time_s": time_offset + elapsed,
+                    "episode_return_mean": last_return,
+                    "best_episode_return_mean": best,
+                }
+                if stopped_because:
+                    break
+                if time.monotonic() - last_ckpt >= run.checkpoint_every_seconds:
+                    _save_checkpoint(algo, output, progress)
+                    last_ckpt = time.monotonic()
+    except _Stalled as exc:
+        if interactive:
+            print()
+        raise TrainingError(str(exc)) from None
+    except KeyboardInterrupt:
+        stopped_because = "interrupted"
+        progress = {
+            "env_steps": env_steps,
+            "iterations": iteration,
+            "time_s": time_offset + time.monotonic() - start,
+            "episode_return_mean": last_return,
+            "best_episode_return_mean": best,
+        }
+    finally:
+        csv_file.close()
+        tb.close()
+    if interactive:
+        print()
+    checkpoint = _save_checkpoint(algo, output, progress)
+    algo.stop()
+    run_steps = sum(s for s, _ in fps_samples)
+    run_time = sum(t for _, t in fps_samples)
+    summary = {
+        "env": run.env,
+        "model": run.model.core,
+        "env_steps": env_steps,
+        "env_steps_trained": int(trained),
+        "iterations": iteration,
+        "time_s": round(progress["time_s"], 1),
+        "episode_return_mean": last_return,
+        "best_episode_return_mean": best,
+        "frames_per_second": round(run_steps / run_time, 1) if run_time > 0 else 0.0,
+        "stopped_because": stopped_because,
+        "checkpoint": str(checkpoint),
+    }
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+__all__ += ["ConfigError", "load_run_settings", "prepare_output"]

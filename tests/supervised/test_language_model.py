@@ -1,0 +1,120 @@
+"""Language modelling: corpus reading, vocabulary, batching, carried state, bad data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rmc_agents.supervised.common import SupervisedError
+from rmc_agents.supervised.language_model import (
+    LanguageModelTask,
+    Vocabulary,
+    batchify,
+    load_corpus,
+    read_tokens,
+)
+
+from .conftest import tiny_config
+
+
+def test_read_tokens_ends_lines_with_eos_and_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "t.txt"
+    path.write_text("a b\n\n  c  \n")
+    assert read_tokens(path) == ["a", "b", "<eos>", "c", "<eos>"]
+
+
+def test_vocabulary_orders_by_frequency_and_maps_unknowns() -> None:
+    from collections import Counter
+
+    vocab = Vocabulary(Counter({"the": 5, "cat": 2, "dog": 2, "<unk>": 1, "<eos>": 3}))
+    assert vocab.words == ["<unk>", "<eos>", "the", "cat", "dog"]
+    assert vocab.ids(["the", "zebra", "dog"]).tolist() == [2, 0, 4]
+    small = Vocabulary(Counter({"the": 5, "cat": 2, "dog": 1}), max_size=3)
+    assert small.ids(["cat", "dog"]).tolist() == [0, 0]
+
+
+def test_load_corpus(corpus_dir: Path) -> None:
+    corpus = load_corpus(corpus_dir)
+    words = corpus.vocab.words
+    assert "zebra" not in words and "=" in words
+    assert corpus.valid.tolist().count(0) == 3  # "zebra" three times
+    assert corpus.train.dtype == torch.long and corpus.train.numel() == 6 * (7 + 7 + 10 + 4 + 8)
+
+
+def test_batchify_cuts_consecutive_columns() -> None:
+    data = batchify(torch.arange(11), 3)
+    assert data.tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: None, "data directory not found"),
+        (lambda root: root.mkdir(), "has no wiki.train.tokens"),
+        (
+            lambda root: (
+                root.mkdir(),
+                (root / "wiki.train.tokens").write_text("\n\n"),
+                (root / "wiki.valid.tokens").write_text("a\n"),
+                (root / "wiki.test.tokens").write_text("a\n"),
+            ),
+            "is empty",
+        ),
+    ],
+)
+def test_bad_data_directories(tmp_path: Path, setup, message: str) -> None:
+    root = tmp_path / "data"
+    setup(root)
+    with pytest.raises(SupervisedError, match=message):
+        load_corpus(root)
+    with pytest.raises(SupervisedError, match="needs --data"):
+        load_corpus(None)
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_state_is_carried_detached_and_restarted_each_pass(corpus_dir: Path, core: str) -> None:
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "model.core.name": core})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model()
+    columns = task.train_data.shape[1]
+    assert task.train_data.shape[0] == 4
+    loss, _ = task.training_loss(model, 0)
+    assert task.position == 5
+    carried = task.state if isinstance(task.state, tuple) else (task.state,)
+    assert all(not s.requires_grad for s in carried)
+    # The next window starts from the carried state: same result as an explicit unroll.
+    x = task.train_data[:, 5:10]
+    model.eval()
+    with torch.no_grad():
+        expected, _ = model(x, task.state)
+        loss, _ = task.training_loss(model, 1)
+        got = torch.nn.functional.cross_entropy(
+            expected.reshape(-1, expected.shape[-1]), task.train_data[:, 6:11].reshape(-1)
+        )
+    assert loss.item() == pytest.approx(got.item(), rel=1e-5)
+    while task.epoch == 0:
+        task.training_loss(model, 0)
+    assert task.position == min(5, columns - 1)  # restarted from the first column
+
+
+def test_tied_embeddings_and_perplexity(corpus_dir: Path) -> None:
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir)})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model()
+    assert model.decoder.weight is model.embedding.weight
+    metrics = task.evaluate(model.eval(), final=True)
+    assert {"loss", "perplexity", "test_loss", "test_perplexity"} <= set(metrics)
+    assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["loss"]).exp().item())
+    untied = tiny_config(
+        "language-model", **{"task.data": str(corpus_dir), "model.tie_embeddings": False}
+    )
+    model = LanguageModelTask(untied, torch.device("cpu")).build_model()
+    assert model.decoder.weight is not model.embedding.weight
+
+
+def test_too_small_corpus_for_the_batch(corpus_dir: Path) -> None:
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "train.batch_size": 1000})
+    with pytest.raises(SupervisedError, match="too few for train.batch_size=1000"):
+        LanguageModelTask(cfg, torch.device("cpu"))

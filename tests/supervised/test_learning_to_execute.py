@@ -1,0 +1,194 @@
+"""Learning to Execute: the evaluator on hand-written programs, the generator, the model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from rmc_agents.supervised.learning_to_execute import (
+    EOS,
+    FAMILIES,
+    GO,
+    PAD,
+    Assign,
+    BinOp,
+    ForAdd,
+    IfElse,
+    LearningToExecuteTask,
+    Num,
+    Program,
+    Var,
+    decode,
+    encode,
+    encode_batch,
+    evaluate,
+    generate_program,
+    generate_sample,
+    render,
+)
+
+from .conftest import tiny_config
+
+HAND_WRITTEN = [
+    (Program((), BinOp("+", Num(12345), Num(67890))), "print((12345+67890))", "80235"),
+    (Program((), BinOp("-", Num(17), Num(93))), "print((17-93))", "-76"),
+    (
+        Program((), BinOp("*", BinOp("+", Num(5), Num(6)), Num(7))),
+        "print(((5+6)*7))",
+        "77",
+    ),
+    (
+        Program((), IfElse(Num(1), Num(5), "<", Num(3), Num(2))),
+        "print((1 if 5<3 else 2))",
+        "2",
+    ),
+    (
+        Program((), IfElse(Num(1), Num(5), ">", Num(3), Num(2))),
+        "print((1 if 5>3 else 2))",
+        "1",
+    ),
+    (
+        Program((Assign("b", Num(10)), ForAdd("b", 3, Num(7))), Var("b")),
+        "b=10\nfor x in range(3):b+=7\nprint(b)",
+        "31",
+    ),
+    (
+        Program(
+            (Assign("e", BinOp("-", Num(4), Num(9))), ForAdd("e", 4, Num(2))),
+            IfElse(Var("e"), Var("e"), "<", Num(0), BinOp("*", Var("e"), Num(3))),
+        ),
+        "e=(4-9)\nfor x in range(4):e+=2\nprint((e if e<0 else (e*3)))",
+        "9",
+    ),
+]
+
+
+@pytest.mark.parametrize(("program", "text", "printed"), HAND_WRITTEN)
+def test_evaluator_on_hand_written_programs(program: Program, text: str, printed: str) -> None:
+    assert render(program) == text
+    assert evaluate(program) == printed
+
+
+def test_evaluator_rejects_bad_trees() -> None:
+    with pytest.raises(ValueError, match="read before it is assigned"):
+        evaluate(Program((), Var("q")))
+    with pytest.raises(ValueError, match="unknown operator"):
+        evaluate(Program((), BinOp("/", Num(1), Num(2))))
+
+
+def python_prints(text: str) -> str:
+    """Reference only: what CPython prints for a generated program (never used by the package)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(text, {"__builtins__": {"print": print, "range": range}})  # noqa: S102
+    return out.getvalue().rstrip("\n")
+
+
+@pytest.mark.parametrize("family", ["addition", "control", "program"])
+def test_generated_programs_print_what_the_evaluator_says(family: str) -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        length, nesting = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+        text, target = generate_sample(rng, family, length, nesting)
+        assert python_prints(text) == target
+        encode(text)  # every character is in the vocabulary
+
+
+def test_families_use_their_operations() -> None:
+    rng = np.random.default_rng(1)
+    texts = {f: "".join(generate_sample(rng, f, 4, 2)[0] for _ in range(100)) for f in FAMILIES}
+    assert set(texts["addition"]) <= set("0123456789+()print")
+    assert "if" in texts["control"] and "for" in texts["control"] and "+(" not in texts["control"]
+    for token in ("+", "-", "*", " if ", "for x"):
+        assert token in texts["program"]
+
+
+def test_literals_have_the_requested_length() -> None:
+    rng = np.random.default_rng(2)
+    program = generate_program(rng, "addition", length=4, nesting=3)
+    assert render(program).count("+") == 3
+    literals = render(program).replace("print", "").replace("(", " ").replace(")", " ")
+    assert all(len(n) == 4 for n in literals.replace("+", " ").split())
+
+
+@pytest.mark.parametrize(
+    ("family", "check"),
+    [
+        ("copy", lambda s: s),
+        ("reverse", lambda s: s[::-1]),
+        ("double", lambda s: s + s),
+    ],
+)
+def test_memorisation_families(family, check) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        text, target = generate_sample(rng, family, 5, 2)
+        assert text.isdigit() and len(text) == 5 and text[0] != "0"
+        assert target == check(text)
+
+
+def test_mix_curriculum_draws_up_to_the_maximum_and_eval_uses_the_maximum() -> None:
+    cfg = tiny_config("learning-to-execute", **{"task.family": "copy", "task.max_length": 4})
+    task = LearningToExecuteTask(cfg, torch.device("cpu"))
+    train = task.sample(np.random.default_rng(0), 400, hardest=False)
+    assert {len(text) for text, _ in train} == {1, 2, 3, 4}
+    hardest = task.sample(np.random.default_rng(0), 50, hardest=True)
+    assert {len(text) for text, _ in hardest} == {4}
+
+
+def test_encode_batch_pads_sources_left_and_targets_right() -> None:
+    batch = encode_batch([("12", "3"), ("4567", "89")])
+    assert decode(batch.source[0]) == "12" and decode(batch.target[1]) == "89"
+    assert batch.source[0, :2].tolist() == [PAD, PAD]
+    assert batch.resets[0].tolist() == [False, False, True, False]
+    assert batch.resets[1].tolist() == [True, False, False, False]
+    assert batch.target[0].tolist()[1:] == [EOS, PAD]
+    assert batch.target[1].tolist()[2] == EOS
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_left_padding_does_not_change_the_answer(core: str) -> None:
+    cfg = tiny_config("learning-to-execute", **{"model.core.name": core})
+    model = LearningToExecuteTask(cfg, torch.device("cpu")).build_model().eval()
+    alone = encode_batch([("print((12+34))", "46")])
+    padded = encode_batch(
+        [("print((12+34))", "46"), ("b=10\nfor x in range(3):b+=7\nprint(b)", "31")]
+    )
+    with torch.no_grad():
+        a = model(torch.from_numpy(alone.source), torch.from_numpy(alone.resets), 4)
+        b = model(torch.from_numpy(padded.source), torch.from_numpy(padded.resets), 4)
+    assert padded.source.shape[1] > alone.source.shape[1]
+    torch.testing.assert_close(a[0], b[0])
+
+
+def test_decoder_is_fed_its_own_predictions() -> None:
+    cfg = tiny_config("learning-to-execute")
+    model = LearningToExecuteTask(cfg, torch.device("cpu")).build_model().eval()
+    batch = encode_batch([("print((12+34))", "46")])
+    source, resets = torch.from_numpy(batch.source), torch.from_numpy(batch.resets)
+    fed: list[int] = []
+    original = model.decoder.forward
+
+    def spy(x, state):
+        fed.append(int(x.argmax(-1)[0]))
+        return original(x, state)
+
+    model.decoder.forward = spy
+    with torch.no_grad():
+        logits = model(source, resets, 5)
+    assert fed[0] == GO
+    assert fed[1:] == logits[0, :-1].argmax(-1).tolist()
+
+
+def test_training_metrics_and_evaluation() -> None:
+    cfg = tiny_config("learning-to-execute")
+    task = LearningToExecuteTask(cfg, torch.device("cpu"))
+    model = task.build_model()
+    loss, metrics = task.training_loss(model, 0)
+    assert loss.requires_grad and set(metrics) == {"loss", "char_accuracy", "sequence_accuracy"}
+    result = task.evaluate(model, final=True)
+    assert 0 <= result["char_accuracy"] <= 1 and 0 <= result["sequence_accuracy"] <= 1

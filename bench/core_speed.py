@@ -36,6 +36,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from rmc_agents.core import LSTMCore, RelationalMemory
 
@@ -85,6 +86,18 @@ def _lstm_hidden_for_params(params: int, input_size: int) -> int:
     return int((-b + math.sqrt(b * b + params)) / 2)
 
 
+def _forward_flops(run: Callable[[], object]) -> int:
+    """Matmul FLOPs (2 per multiply-add) of one forward call, counted by torch."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
+
+
+def _lstm_flops(batch: int, steps: int, input_size: int, hidden: int) -> int:
+    """Matmul FLOPs of a one-layer LSTM forward (torch's fused kernel is not counted by torch)."""
+    return 2 * batch * steps * 4 * hidden * (input_size + hidden)
+
+
 def _train_step(core: torch.nn.Module, xs: torch.Tensor, unroll: Callable) -> Callable[[], None]:
     state = core.initial_state(xs.shape[0])
 
@@ -131,24 +144,40 @@ def bench_size(
     if error > 1e-4:
         raise AssertionError(f"{label}: naive RMC disagrees with the module by {error}")
 
-    contenders = {"RMC (rmc_agents.core)": (rmc, _train_step(rmc, xs_rows, rmc.unroll))}
-    contenders["RMC naive per-step"] = (
-        rmc,
-        _train_step(rmc, xs_rows, lambda x, s: naive_unroll(rmc, x, s)),
-    )
+    rmc_flops = _forward_flops(lambda: rmc.unroll(xs_rows, state))
+    naive_flops = _forward_flops(lambda: naive_unroll(rmc, xs_rows, state))
+    contenders = {
+        "RMC (rmc_agents.core)": (rmc, rmc_flops, _train_step(rmc, xs_rows, rmc.unroll)),
+        "RMC naive per-step": (
+            rmc,
+            naive_flops,
+            _train_step(rmc, xs_rows, lambda x, s: naive_unroll(rmc, x, s)),
+        ),
+    }
     xs_flat = xs_rows.flatten(2)
     for name, hidden in lstm_hiddens.items():
         lstm = LSTMCore(rows * row_size, hidden_size=hidden)
+        flops = _lstm_flops(batch, steps, rows * row_size, hidden)
         contenders[f"LSTM {name}, hidden {hidden}"] = (
             lstm,
+            flops,
             _train_step(lstm, xs_flat, lstm.unroll),
         )
 
-    medians = _time_all({name: run for name, (_, run) in contenders.items()}, repeats)
+    medians = _time_all({name: run for name, (_, _, run) in contenders.items()}, repeats)
     base = medians["RMC (rmc_agents.core)"]
+    # fwd+bwd of a matmul costs about 3x its forward FLOPs.
     return [
-        (label, name, _count(module), medians[name] * 1e3, medians[name] / base)
-        for name, (module, _) in contenders.items()
+        (
+            label,
+            name,
+            _count(module),
+            flops,
+            medians[name] * 1e3,
+            medians[name] / base,
+            3 * flops / medians[name] / 1e9,
+        )
+        for name, (module, flops, _) in contenders.items()
     ]
 
 
@@ -189,15 +218,21 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         rows = bench_size(label, batch, steps, repeats=args.repeats, lstm_hiddens=hiddens, **config)
         for row in rows:
-            print(f"  {row[0]:22s} {row[1]:34s} {row[3]:9.1f} ms  x{row[4]:.2f}", flush=True)
+            print(f"  {row[0]:22s} {row[1]:34s} {row[4]:9.1f} ms  x{row[5]:.2f}", flush=True)
         print(f"  ({time.perf_counter() - start:.0f} s)", flush=True)
         results.extend(rows)
 
     print()
-    print("| size | core | parameters | fwd+bwd ms per unroll | time / RMC |")
-    print("|---|---|---:|---:|---:|")
-    for label, name, params, ms, ratio in results:
-        print(f"| {label} | {name} | {params:,} | {ms:.1f} | {ratio:.2f} |")
+    print(
+        "| size | core | parameters | fwd GFLOP per unroll | fwd+bwd ms per unroll "
+        "| time / RMC | GFLOP/s (3x fwd / time) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label, name, params, flops, ms, ratio, rate in results:
+        print(
+            f"| {label} | {name} | {params:,} | {flops / 1e9:.2f} | {ms:.1f} | {ratio:.2f} "
+            f"| {rate:.0f} |"
+        )
 
 
 if __name__ == "__main__":

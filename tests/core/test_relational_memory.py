@@ -322,3 +322,19 @@ def test_sonnet_style_initialisation() -> None:
     assert 0.7 * std < weight.std() < 0.95 * std  # truncated at 2 std: about 0.88 std
     assert module.input_projection.bias.abs().max() == 0
     assert (module.blocks[0].mlp_norm.weight == 1).all()
+
+
+def test_unroll_backward_has_no_per_step_index_of_the_time_axis() -> None:
+    """Indexing ``[:, t]`` of the precomputed inputs would make the backward quadratic in T."""
+    module, _, _ = _make(seed=1, num_blocks=2)
+    outputs, _ = module.unroll(torch.randn(2, 6, 5, dtype=torch.float64), module.initial_state(2))
+    seen, stack, names = set(), [outputs.grad_fn], []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    assert "UnbindBackward0" in names
+    assert not [name for name in names if name.startswith("SelectBackward")]

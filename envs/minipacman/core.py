@@ -97,12 +97,32 @@ class _ScalarOps:
         return value
 
     @staticmethod
-    def uniforms(core, offset, count):
+    def max(x):
+        return x
+
+    @staticmethod
+    def uniforms(core, offset, count, sel=None):
         key, tick = core.key, core.tick
         return [uniform_scalar(key, tick, offset + j) for j in range(count)]
 
     @staticmethod
-    def refill(core, mask):
+    def lanes(mask):
+        return None
+
+    @staticmethod
+    def get(value, sel):
+        return value
+
+    @staticmethod
+    def put(core, name, sel, value):
+        setattr(core, name, value)
+
+    @staticmethod
+    def put_row(rows, k, sel, value):
+        rows[k] = value
+
+    @staticmethod
+    def refill(core, sel):
         cs = core.cs
         for j in range(core.nc):
             cs[j] = FOOD_BIT
@@ -131,12 +151,32 @@ class _BatchOps:
         return np.full(n, value, np.float64)
 
     @staticmethod
-    def uniforms(core, offset, count):
-        return uniform_batch(core.key, core.tick, np.arange(offset, offset + count))
+    def max(x):
+        return int(x.max())
 
     @staticmethod
-    def refill(core, mask):
-        core.cs.reshape(core.n, core.nc + 1)[mask, : core.nc] = FOOD_BIT
+    def uniforms(core, offset, count, sel=slice(None)):
+        return uniform_batch(core.key[sel], core.tick[sel], np.arange(offset, offset + count))
+
+    @staticmethod
+    def lanes(mask):
+        return np.flatnonzero(mask)
+
+    @staticmethod
+    def get(value, sel):
+        return value[sel]
+
+    @staticmethod
+    def put(core, name, sel, value):
+        getattr(core, name)[sel] = value
+
+    @staticmethod
+    def put_row(rows, k, sel, value):
+        rows[k, sel] = value
+
+    @staticmethod
+    def refill(core, sel):
+        core.cs.reshape(core.n, core.nc + 1)[sel, : core.nc] = FOOD_BIT
 
 
 class GameCore:
@@ -207,14 +247,12 @@ class GameCore:
         o = self._ops
         if mask is None:
             mask = True if self.scalar else np.ones(self.n, bool)
-        self.tick = o.where(mask, self.tick + 1, self.tick)
-        if not self.scalar:
-            self.tick = self.tick.astype(np.uint64)
-        self.level = o.where(mask, 0, self.level)
+        sel = o.lanes(mask)
+        o.put(self, "tick", sel, o.get(self.tick, sel) + 1)
+        o.put(self, "level", sel, 0)
         self._new_level(mask, _DRAW_LEVEL_MID)
-        self.score = o.where(mask, 0.0, self.score)
-        self.frame = o.where(mask, 0, self.frame)
-        self.dead = o.where(mask, False, self.dead)
+        for name, value in (("score", 0.0), ("frame", 0), ("dead", False)):
+            o.put(self, name, sel, value)
 
     # ------------------------------------------------------------------ rules
     def _ensure_slots(self, needed) -> None:
@@ -234,31 +272,38 @@ class GameCore:
 
     def _new_level(self, mask, draw_offset: int) -> None:
         """Advance the selected games one level: refill food and pills, re-place Pacman and the
-        ghosts (outside the safe box around Pacman), reset power and the level timer."""
+        ghosts (outside the safe box around Pacman), reset power and the level timer.
+
+        Works on the selected games only (gathered by ``lanes``/``get``, written back by
+        ``put``), so a batch pays for the few games that start a level, not for all N."""
         o, t, nc = self._ops, self._t, self.nc
-        level = o.where(mask, self.level + 1, self.level)
-        self.level = level
+        sel = o.lanes(mask)
+        level = o.get(self.level, sel) + 1
         n_ghosts = ghost_count(level)
-        self._ensure_slots(int(np.max(n_ghosts)) if not self.scalar else n_ghosts)
-        u = o.uniforms(self, draw_offset, 3 + 2 * self.slots)
-        o.refill(self, mask)
+        self._ensure_slots(o.max(n_ghosts))
+        u = o.uniforms(self, draw_offset, 3 + 2 * self.slots, sel)
+        o.refill(self, sel)
+        base = o.get(self.base, sel)
         pill1 = o.to_int(u[1] * nc)
         pill2 = (pill1 + 1 + o.to_int(u[2] * (nc - 1))) % nc  # a second, different cell
-        for cell in (self.base + pill1, self.base + pill2):
-            self.cs[cell] = o.where(mask, FOOD_BIT | PILL_BIT, self.cs[cell])
+        self.cs[base + pill1] = FOOD_BIT | PILL_BIT
+        self.cs[base + pill2] = FOOD_BIT | PILL_BIT
         p = o.to_int(u[0] * nc)
-        self.p = o.where(mask, p, self.p)
         far, far_count, max_far = t["far"], t["far_count"], map_tables().max_far
         for k in range(self.slots):
-            g = far[p * max_far + o.to_int(u[3 + 2 * k] * far_count[p])]
-            self.G[k] = o.where(mask, g, self.G[k])
-            self.D[k] = o.where(mask, o.to_int(u[4 + 2 * k] * 4), self.D[k])
-            self.A[k] = o.where(mask, k < n_ghosts, self.A[k])
-        self.ghosts_left = o.where(mask, n_ghosts, self.ghosts_left)
-        self.food_left = o.where(mask, nc, self.food_left)
-        self.pills_left = o.where(mask, NUM_PILLS, self.pills_left)
-        self.power = o.where(mask, 0, self.power)
-        self.timer = o.where(mask, 0, self.timer)
+            o.put_row(self.G, k, sel, far[p * max_far + o.to_int(u[3 + 2 * k] * far_count[p])])
+            o.put_row(self.D, k, sel, o.to_int(u[4 + 2 * k] * 4))
+            o.put_row(self.A, k, sel, k < n_ghosts)
+        for name, value in (
+            ("level", level),
+            ("p", p),
+            ("ghosts_left", n_ghosts),
+            ("food_left", nc),
+            ("pills_left", NUM_PILLS),
+            ("power", 0),
+            ("timer", 0),
+        ):
+            o.put(self, name, sel, value)
 
     def step(self, actions, live=True):
         """Advance every game one step with ``actions`` (SPEC section 1 step order).
@@ -310,6 +355,8 @@ class GameCore:
         G, D, A = self.G, self.D, self.A
         for k in range(self.slots):
             g, d, alive = G[k], D[k], A[k]
+            if not o.any(alive):
+                continue  # an empty slot changes nothing
             here = alive & active
             on = here & (g == p)
             sd = g * 4 + d

@@ -95,18 +95,20 @@ class Encoder:
         self.view_pos = pos.reshape(-1)
         self._view_pos_list = self.view_pos.tolist()
         self._out_shape = (*self.shape, self.channels)
+        self._bases = None
 
     def codes(self, p, cs2d, G, A, power) -> np.ndarray:
         """``[N, cells + 1]`` uint16 cell codes (last column is a dump for unseen ghosts)."""
         n = cs2d.shape[0]
+        if self._bases is None or len(self._bases[0]) != n:
+            lane = np.arange(n, dtype=np.int64)
+            self._bases = (lane * (self.nc + 1), lane * (self.cells + 1))
+        state_base, lanes = self._bases
         if self.fixed:
             codes = np.take(cs2d, self.view_ci[0], axis=1)
         else:
-            rowbase = np.arange(n, dtype=np.int64)[:, None] * (self.nc + 1)
-            codes = np.take(cs2d, rowbase + self.view_ci[p])
-        width = self.cells + 1
+            codes = np.take(cs2d, state_base[:, None] + self.view_ci[p])
         flat = codes.reshape(-1)
-        lanes = np.arange(n, dtype=np.int64) * width
         if len(G):
             where_seen = np.where(A, self.view_pos[p * self.nc + G], self.cells)
             flat[lanes + where_seen] |= (GHOST_BIT + POWER_SHIFT * power).astype(np.uint16)

@@ -129,6 +129,7 @@ class MiniPacmanVectorEnv(VectorEnv):
             resetting = self._autoreset
             live = ~resetting
             reward, terminated, truncated = core.step(a, live)
+            terminated, truncated = terminated.copy(), truncated.copy()
             core.reset(resetting)
             reward = np.where(resetting, 0.0, reward)
             terminated, truncated = terminated & live, truncated & live

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import Game
+from pacman_game import Game
 
 from envs.minipacman.core import MODES, POWER_DURATION
 from envs.minipacman.maps import DIR_DELTAS, WALLS, _open_dirs, map_tables, reverse_dir

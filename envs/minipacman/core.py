@@ -68,12 +68,6 @@ def ghost_count(level):
     return 1 + (level - 1) // 2
 
 
-def ghost_speed(level, powered):
-    """Probability that a ghost moves in a step: 0.5 + 0.1*(level-1), halved while powered."""
-    speed = BASE_GHOST_SPEED + GHOST_SPEED_STEP * (level - 1)
-    return speed * 0.5 if powered else speed
-
-
 class _ScalarOps:
     """Primitives for one game held in Python scalars."""
 

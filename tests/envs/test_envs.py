@@ -231,10 +231,33 @@ def test_render_human_headless():
     env.close()
 
 
-def test_play_module_imports():
+def test_play_with_scripted_keys(monkeypatch, capsys):
+    import pygame
+
     from envs.minipacman import play
 
-    assert callable(play.main)
+    keys = [pygame.K_RIGHT, pygame.K_DOWN, pygame.K_SPACE, pygame.K_r, pygame.K_a, pygame.K_ESCAPE]
+    events = iter([pygame.event.Event(pygame.KEYDOWN, key=k) for k in keys])
+    monkeypatch.setattr(pygame.event, "wait", lambda: next(events))
+    play.main(["--seed", "1", "--mode", "hunt"])
+    assert "arrows" in capsys.readouterr().out
+    with pytest.raises(StopIteration):
+        next(events)  # every scripted key was consumed
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_vector_planes_equal_single(env_id):
+    venv = gym.make_vec(env_id, num_envs=2, obs_type="planes", **VEC)
+    single = gym.make(env_id, obs_type="planes")
+    vobs, _ = venv.reset(seed=21)
+    obs, _ = single.reset(seed=21)
+    np.testing.assert_array_equal(vobs[0], obs)
+    for a in np.random.default_rng(5).integers(0, 5, 300):
+        vobs, _, vterm, vtrunc, _ = venv.step(np.array([a, 0]))
+        obs, _, term, trunc, _ = single.step(int(a))
+        np.testing.assert_array_equal(vobs[0], obs)
+        if term or trunc:
+            break
 
 
 # ---------------------------------------------------------------- bad input

@@ -140,6 +140,19 @@ def test_vector_info_convention_and_next_step_autoreset():
     assert info["score"][0] == 0 and info["level"][0] == 1 and info["food_left"][0] == 138
 
 
+def test_vector_info_converts_to_per_game_dicts():
+    """RLlib wraps vector envs in DictInfoToList; every game must get every key."""
+    from gymnasium.wrappers.vector import DictInfoToList
+
+    venv = DictInfoToList(gym.make_vec("MiniPacman-Viewport-v0", num_envs=3, mode="avoid", **VEC))
+    _, infos = venv.reset(seed=0)
+    _, _, _, _, infos = venv.step(np.array([1, 2, 3]))
+    assert len(infos) == 3
+    for info in infos:
+        assert set(info) >= {"score", "level", "power", "food_left", "ghosts", "pacman", "mode"}
+        assert info["mode"] == "avoid" and len(info["pacman"]) == 2
+
+
 def test_vector_disabled_autoreset_with_reset_mask():
     venv = gym.make_vec("MiniPacman-Full-v0", num_envs=3, autoreset_mode="Disabled", **VEC)
     obs0, _ = venv.reset(seed=5)

@@ -4,22 +4,24 @@ Every contender runs in the same process, with repetitions interleaved (round ro
 busy machine slows all of them alike; the table reports the median time per unroll and its ratio
 to the RMC. Not a test: run it by hand.
 
-    python bench/core_speed.py                       # both sizes, 2 threads
-    python bench/core_speed.py --threads 1 --nth-batch 200 --repeats 5
+    python bench/core_speed.py                       # every size, 1 thread
+    python bench/core_speed.py --threads 2 --nth-batch 200 --repeats 5
 
 Sizes:
   * ``rl``: T=40, B=32, the Mini-Pacman agent's core: 4 memories, 4 heads x 64 (mem_size 256,
-    1024 state features), input the 3x3 conv cells as 9 rows of 26 features (``rl-rows``) or one
-    256-feature vector (``rl-vector``).
+    1024 state features), memory gating, 1 block; input the 3x3 conv cells as 9 rows of 26
+    features (``rl-rows``) or one 256-feature vector (``rl-vector``).
   * ``nth``: the Nth Farthest core: T=8, 8 memories, 8 heads x 256 (mem_size 2048, 16384 state
-    features), 40 inputs per step, batch ``--nth-batch`` (the paper's 1600 is too slow on a small
-    CPU; the ratios hardly depend on it).
+    features), unit gating, 1 block, 40 inputs per step, batch ``--nth-batch`` (the paper's 1600
+    is too slow on a small CPU; the LSTMs gain relatively with batch size, being memory-bound
+    at small batches).
 
 Baselines:
   * "equal-state LSTM": ``hidden_size = mem_slots * mem_size``, the same number of state features
     (and output features) as the RMC. For ``nth`` that LSTM would hold 1.07 billion weights
-    (4.3 GB), so it is replaced there by an LSTM with hidden = mem_size (2048) and an LSTM with
-    about the RMC's parameter count.
+    (4.3 GB; 18 GB peak while training), so there it runs only with ``--nth-equal-state`` (use a
+    small ``--nth-batch``); by default the nth size compares an LSTM with hidden = mem_size (2048)
+    and an LSTM with about the RMC's parameter count.
   * "naive RMC": the same equations and the same weights, written plainly per step: the input
     projected every step, a Python loop over heads, every row through every MLP, the gate biases
     added every step. Its outputs are checked against the module before timing.
@@ -183,9 +185,14 @@ def bench_size(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per contender")
-    parser.add_argument("--nth-batch", type=int, default=64, help="batch of the nth size")
+    parser.add_argument("--nth-batch", type=int, default=32, help="batch of the nth size")
+    parser.add_argument(
+        "--nth-equal-state",
+        action="store_true",
+        help="also time the nth equal-state LSTM (hidden 16384; about 18 GB of memory at peak)",
+    )
     parser.add_argument(
         "--sizes", nargs="+", default=["rl-rows", "rl-vector", "nth"], help="which sizes to run"
     )
@@ -213,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
                 "hidden=mem_size": 2048,
                 "equal-params": _lstm_hidden_for_params(params, 40),
             }
+            if args.nth_equal_state:
+                hiddens["equal-state"] = 8 * 2048
         else:
             parser.error(f"unknown size {size!r}; choose from rl-rows, rl-vector, nth")
         start = time.perf_counter()

@@ -1,9 +1,13 @@
 """Small memory tasks for tests and for checking that a policy remembers.
 
-``CueRecall``: a cue (one of ``num_cues``) is shown only at the first step; the agent must repeat it
-at the last step of an episode of ``length`` steps (reward 1 if right, else 0). A memoryless policy
-gets ``1 / num_cues`` on average; a policy with memory gets 1. With ``length`` above ``max_seq_len``
-the cue must survive RLlib's chunk boundaries (state carried as ``STATE_IN``).
+``CueRecall``: a cue (one of ``num_cues``) is shown only at the first step; the agent is rewarded
+``1 / length`` at every step where its action repeats the cue. A policy with memory gets 1 per
+episode; a memoryless one ``1 / length + (1 - 1 / length) / num_cues`` (0.54 for 2 cues and 12 steps).
+The reward comes at every step, so the memory can be learned inside the first ``max_seq_len``
+chunk (RLlib truncates backpropagation at chunk boundaries); with ``length`` above ``max_seq_len``
+the later chunks score only if the state carried across chunks (``STATE_IN``) is right: a policy
+that lost its memory at the first chunk boundary would get at most
+``max_seq_len / length + (1 - max_seq_len / length) / num_cues``.
 
 ``CueRecallDict``: the same task behind a ``Dict`` observation (a ``Discrete`` cue, a small image and
 a ``Text`` part that encoders skip), to exercise the Dict torso.
@@ -22,12 +26,12 @@ __all__ = ["CueRecall", "CueRecallDict"]
 
 
 class CueRecall(gym.Env):
-    """Remember a cue shown only at ``t = 0`` and repeat it at the last step.
+    """Remember a cue shown only at ``t = 0`` and repeat it at every step.
 
     Observation: ``Box(0, 1, (num_cues + 1,))``: the cue one-hot at ``t = 0`` (zeros after), and a
-    last element that is 1 at the final step ("answer now").
-    Actions: ``Discrete(num_cues)``; only the action at the final step matters.
-    Reward: 1 at the final step if the action equals the cue, else 0.
+    last element that is 1 at the first step.
+    Actions: ``Discrete(num_cues)``.
+    Reward: ``1 / length`` at each step whose action equals the cue, else 0.
     Episode end: terminated after ``length`` steps.
     """
 
@@ -47,7 +51,7 @@ class CueRecall(gym.Env):
         obs = np.zeros(self.num_cues + 1, np.float32)
         if self._t == 0:
             obs[self._cue] = 1.0
-        if self._t == self.length - 1:
+        if self._t == 0:
             obs[-1] = 1.0
         return obs
 
@@ -61,7 +65,7 @@ class CueRecall(gym.Env):
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         last = self._t == self.length - 1
-        reward = float(last and int(action) == self._cue)
+        reward = float(int(action) == self._cue) / self.length
         self._t += 1
         return self._obs() if not last else self._final_obs(), reward, last, False, {}
 
@@ -73,7 +77,7 @@ class CueRecallDict(CueRecall):
     """:class:`CueRecall` with a ``Dict`` observation.
 
     ``cue``: ``Discrete(num_cues + 1)`` (0 = nothing shown, ``k + 1`` = cue ``k``);
-    ``answer``: ``MultiBinary(1)``, 1 at the final step;
+    ``first``: ``MultiBinary(1)``, 1 at the first step;
     ``image``: ``Box(0, 255, (5, 5, 3), uint8)`` with one lit cell at a random place (noise);
     ``mission``: ``Text``, a constant sentence that encoders skip.
     """
@@ -83,7 +87,7 @@ class CueRecallDict(CueRecall):
         self.observation_space = gym.spaces.Dict(
             {
                 "cue": gym.spaces.Discrete(num_cues + 1),
-                "answer": gym.spaces.MultiBinary(1),
+                "first": gym.spaces.MultiBinary(1),
                 "image": gym.spaces.Box(0, 255, (5, 5, 3), np.uint8),
                 "mission": gym.spaces.Text(max_length=32, charset="abcdefghijklmnopqrstuvwxyz "),
             }
@@ -95,7 +99,7 @@ class CueRecallDict(CueRecall):
         image[row, col] = 255
         return {
             "cue": self._cue + 1 if self._t == 0 else 0,
-            "answer": np.array([int(self._t == self.length - 1)], np.int8),
+            "first": np.array([int(self._t == 0)], np.int8),
             "image": image,
             "mission": "repeat the cue",
         }
@@ -103,7 +107,7 @@ class CueRecallDict(CueRecall):
     def _final_obs(self) -> dict[str, Any]:
         return {
             "cue": 0,
-            "answer": np.zeros(1, np.int8),
+            "first": np.zeros(1, np.int8),
             "image": np.zeros((5, 5, 3), np.uint8),
             "mission": "repeat the cue",
         }

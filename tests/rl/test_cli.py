@@ -1,0 +1,112 @@
+"""``train_agent.py`` as a user runs it: a subprocess smoke run, --resume, and user errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_YAML = """\
+model: {mem_slots: 2, head_size: 8, num_heads: 2}
+resources: {num_env_runners: 1, envs_per_runner: 8, num_cpus: 2}
+min_time_s_per_iteration: 0
+min_sample_timesteps_per_iteration: 500
+"""
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train_agent.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """Two iterations of the RMC agent on Mini-Pacman (viewport, vector face)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = tmp / "tiny.yaml"
+    cfg.write_text(TINY_YAML)
+    out = tmp / "run"
+    proc = run_cli(
+        "--env", "MiniPacman-Viewport-v0", "--config", str(cfg), "--stop-iterations", "2",
+        "--output", str(out),
+    )  # fmt: skip
+    return proc, out, cfg
+
+
+def test_smoke_run_writes_every_output(smoke_run):
+    proc, out, _ = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "done:" in proc.stdout and "iter" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    for key in (
+        "env_steps",
+        "episode_return_mean",
+        "best_episode_return_mean",
+        "frames_per_second",
+    ):
+        assert key in summary
+    assert summary["stopped_because"].startswith("iterations")
+    assert summary["env_steps"] >= 1000 and summary["env_steps_trained"] > 0
+    assert summary["frames_per_second"] > 0
+    assert "MiniPacman-Viewport-v0" in (out / "config.yaml").read_text()
+    assert len((out / "progress.csv").read_text().strip().splitlines()) == 1 + 2
+    assert any((out / "tb").iterdir())
+    module_dir = out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    assert module_dir.is_dir()
+    assert not (out / "checkpoint.tmp").exists()
+
+
+def test_resume_continues_the_step_counters(smoke_run):
+    proc, out, _ = smoke_run
+    assert proc.returncode == 0
+    before = json.loads((out / "summary.json").read_text())
+    again = run_cli("--output", str(out), "--resume", "--stop-iterations", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout
+    after = json.loads((out / "summary.json").read_text())
+    assert after["iterations"] == 3
+    assert after["env_steps"] > before["env_steps"]
+    assert after["env_steps_trained"] > before["env_steps_trained"]
+    assert len((out / "progress.csv").read_text().strip().splitlines()) == 1 + 3
+
+
+def test_output_dir_with_a_run_is_refused(smoke_run):
+    _, out, cfg = smoke_run
+    proc = run_cli("--env", "CartPole-v1", "--config", str(cfg), "--output", str(out))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error:") and "--overwrite" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--env", "NoSuchEnv-v0"], "unknown environment 'NoSuchEnv-v0'"),
+        (["--env", "no_such_module:Env-v0"], "cannot import module 'no_such_module'"),
+        (["--env", "CartPole-v1", "--config", "missing.yaml"], "config file not found"),
+        (["--env", "CartPole-v1", "--envs-per-runner", "0"], "envs_per_runner must be > 0"),
+        (["--resume", "--output", "/nonexistent/run"], "no run in /nonexistent/run"),
+    ],
+)
+def test_user_errors_print_one_line(args, message, tmp_path):
+    proc = (
+        run_cli(*args, "--output", str(tmp_path / "x"))
+        if "--output" not in args
+        else run_cli(*args)
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert lines[-1].startswith("error:") and message in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,336 @@
+"""Rollouts: checkpoint -> episodes -> GIF/MP4/window, attention frames, seeds, and bad input.
+
+One real training run (the CLI, tiny model, 2 iterations on Mini-Pacman viewport) makes the
+checkpoint for the whole module; policies that need no training (an LSTM for the attention error,
+an MLP for an env without frames) are built and saved with RLlib's API, without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rmc_agents.rl.attention_view import AttentionView, colour_map, side_by_side
+from rmc_agents.rl.module import RecurrentAgentModule
+from rmc_agents.rollout import (
+    MODULE_SUBDIR,
+    PolicyStepper,
+    find_checkpoint,
+    load_policy,
+    main,
+    make_rollout_env,
+    play,
+)
+
+ENV = "MiniPacman-Viewport-v0"
+TINY_CONFIG = f"""\
+env: {ENV}
+model:
+  core: rmc
+  mem_slots: 2
+  head_size: 8
+  num_heads: 2
+  max_seq_len: 10
+training:
+  rollout_fragment_length: 10
+  train_batch_size: 80
+resources:
+  num_env_runners: 0
+  envs_per_runner: 4
+stop:
+  timesteps: 100000
+  iterations: 2
+min_time_s_per_iteration: 0
+min_sample_timesteps_per_iteration: 80
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A real (tiny) training run's output directory, made once per module by the CLI."""
+    import ray
+
+    from rmc_agents.rl.cli import main as train_main
+
+    root = tmp_path_factory.mktemp("rollout")
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG)
+    out = root / "run"
+    if ray.is_initialized():  # pragma: no cover - left over from elsewhere
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        status = train_main(["--config", str(config), "--output", str(out)])
+    finally:
+        ray.shutdown()
+    assert status == 0
+    assert (out / "checkpoint" / MODULE_SUBDIR).is_dir()
+    return out
+
+
+def _save_module(tmp_path: Path, core: str, obs_space: gym.Space, n_actions: int) -> Path:
+    kwargs = {"lstm": {"hidden_size": 16}, "mlp": {"hidden_size": 16}}[core]
+    module = RLModuleSpec(
+        module_class=RecurrentAgentModule,
+        observation_space=obs_space,
+        action_space=gym.spaces.Discrete(n_actions),
+        model_config={"core": core, "core_kwargs": kwargs, "max_seq_len": 4},
+    ).build()
+    path = tmp_path / f"{core}_module"
+    module.save_to_path(str(path))
+    return path
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ")
+    return err[0]
+
+
+def _frames(policy, env, **kwargs) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    results = play(policy, env, on_frame=frames.append, env_spec=ENV, **kwargs)
+    return frames, results
+
+
+# --- with the trained checkpoint ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_run_dir_to_gif_with_frames_of_the_env_size(run_dir, tmp_path, capsys):
+    gif = tmp_path / "play.gif"
+    status = main(
+        ["--checkpoint", str(run_dir), "--episodes", "2", "--max-steps", "25", "--seed", "1"]
+        + ["--video", str(gif)]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    lengths = [
+        int(line.split("length ")[1].split()[0]) for line in out.splitlines() if "/2:" in line
+    ]
+    assert len(lengths) == 2 and all(1 <= n <= 25 for n in lengths)
+    assert "mean over 2 episode(s)" in out
+    reader = imageio.get_reader(gif)
+    frames = list(reader)
+    # each episode: its reset frame, then one per step; Pillow merges identical neighbours into
+    # one longer frame, so count frames by time (Mini-Pacman renders at 8 fps: 125 ms a frame,
+    # stored in GIF's hundredths of a second)
+    expected = sum(lengths) + 2
+    durations = [reader.get_meta_data(index=i)["duration"] for i in range(len(frames))]
+    assert 1 < len(frames) <= expected
+    assert abs(sum(durations) - expected * 125) <= 10 * len(frames)
+    env = gym.make(ENV, render_mode="rgb_array")
+    env.reset(seed=0)
+    assert frames[0].shape[:2] == env.render().shape[:2] == (450, 532)
+
+
+@pytest.mark.slow
+def test_mp4_and_checkpoint_dir_and_module_dir_are_accepted(run_dir, tmp_path, capsys):
+    mp4 = tmp_path / "play.mp4"
+    ckpt = run_dir / "checkpoint"
+    assert main(["--checkpoint", str(ckpt), "--max-steps", "6", "--video", str(mp4)]) == 0
+    frames = list(imageio.get_reader(mp4))
+    assert len(frames) == 7 and frames[0].shape == (450, 532, 3)
+    # the module dir itself: the run's config.yaml is found four levels up
+    assert find_checkpoint(ckpt / MODULE_SUBDIR) == (ckpt / MODULE_SUBDIR, ckpt)
+    assert load_policy(ckpt / MODULE_SUBDIR).env_spec == ENV
+    # a run dir without the final checkpoint: the newest checkpoint below it
+    other = tmp_path / "runs"
+    (other / "checkpoint_000001").mkdir(parents=True)
+    os.symlink(ckpt / "learner_group", other / "checkpoint_000001" / "learner_group")
+    assert find_checkpoint(other)[1] == other / "checkpoint_000001"
+
+
+@pytest.mark.slow
+def test_same_seed_same_scores(run_dir, capsys):
+    def scores(*extra: str) -> list[str]:
+        args = ["--checkpoint", str(run_dir), "--episodes", "3", "--max-steps", "40", *extra]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        return [line for line in out.splitlines() if line.startswith(("episode", "mean"))]
+
+    first = scores("--deterministic", "--seed", "7")
+    assert len(first) == 4
+    assert scores("--deterministic", "--seed", "7") == first
+    sampled = scores("--seed", "7")
+    assert scores("--seed", "7") == sampled
+
+
+@pytest.mark.slow
+def test_attention_frames_are_wider_and_the_heat_map_changes(run_dir):
+    policy = load_policy(run_dir)
+    env = make_rollout_env(ENV, {}, frames=True)
+    common = {"episodes": 1, "seed": 3, "deterministic": True, "max_steps": 12}
+    plain, plain_results = _frames(policy, env, **common)
+    with_attention, att_results = _frames(policy, env, attention=True, **common)
+    assert [r.episode_return for r in att_results] == [r.episode_return for r in plain_results]
+    assert len(with_attention) == len(plain)
+    h, w = plain[0].shape[:2]
+    assert with_attention[0].shape[1] > w and with_attention[0].shape[0] >= h
+    for a, p in zip(with_attention, plain, strict=True):
+        np.testing.assert_array_equal(a[:h, :w], p)  # the game, unchanged, on the left
+    # the main heat map (first rows of the panel below its title) changes between steps
+    view = AttentionView(2, 2 + 9, 2, image_grid=(3, 3), height=h)
+    top, bottom = view.map_y, view.map_y + 2 * view.ch
+    left, right = w + view.left, w + view.left + 11 * view.cw
+    maps = [f[top:bottom, left:right] for f in with_attention[1:]]
+    assert any(not np.array_equal(maps[0], m) for m in maps[1:])
+    assert not np.array_equal(with_attention[0][top:bottom, left:right], maps[0])
+
+
+@pytest.mark.slow
+def test_attention_is_the_cores_own_and_state_is_fed_back(run_dir):
+    """The probe's weights equal the core's return_attention output on the same inputs; stepping
+    with STATE_OUT -> STATE_IN gives the logits of one unroll over the whole sequence."""
+    policy = load_policy(run_dir)
+    module = policy.module
+    env = make_rollout_env(ENV, {}, frames=False)
+    stepper = PolicyStepper(module, deterministic=True, attention=True)
+    obs, _ = env.reset(seed=11)
+    observations, weights, logits_per_step = [], [], []
+    for _ in range(15):
+        observations.append(obs)
+        action, w = stepper.act(obs)
+        weights.append(w)
+        logits_per_step.append(stepper.last_dist_inputs[0].numpy())
+        obs, *_ = env.step(action)
+    xs = torch.as_tensor(np.stack(observations))[None]  # [1, T, ...]
+    state0 = {k: torch.as_tensor(v)[None] for k, v in module.get_initial_state().items()}
+    with torch.no_grad():
+        feats = module.encoder(xs[0]).unsqueeze(0)
+        _, _, ref = module.core.unroll(feats, state0["s0"], return_attention=True)
+        logits = module.forward_inference({Columns.OBS: xs, Columns.STATE_IN: state0})
+    np.testing.assert_allclose(np.stack(weights), ref[0].numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(logits_per_step),
+        logits[Columns.ACTION_DIST_INPUTS][0].numpy(),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert not torch.equal(stepper.state["s0"], state0["s0"])
+
+
+@pytest.mark.slow
+def test_human_window_runs_headless(run_dir, capsys, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    args = ["--checkpoint", str(run_dir), "--render", "human", "--max-steps", "5", "--fps", "1000"]
+    assert main([*args, "--attention"]) == 0
+    assert "mean over 1 episode(s)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_corrupt_checkpoint_is_one_error_line(run_dir, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(run_dir / "checkpoint", broken)
+    state = broken / MODULE_SUBDIR / "module_state.pkl"
+    state.write_bytes(state.read_bytes()[:100])  # truncated
+    assert main(["--checkpoint", str(broken)]) == 2
+    line = _one_error_line(capsys)
+    assert "cannot load the policy" in line and str(broken) in line
+    state.write_bytes(b"not a pickle at all")  # garbage
+    assert main(["--checkpoint", str(broken)]) == 2
+    assert "cannot load the policy" in _one_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_wrong_env_for_the_policy_is_named(run_dir, capsys):
+    assert main(["--checkpoint", str(run_dir), "--env", "MiniPacman-Full-v0"]) == 2
+    line = _one_error_line(capsys)
+    assert "MiniPacman-Full-v0" in line and "(15, 19, 3)" in line
+
+
+# --- without training ---------------------------------------------------------------------------
+
+
+def test_missing_path_and_empty_dir_and_bad_options(tmp_path, capsys):
+    missing = tmp_path / "nope"
+    assert main(["--checkpoint", str(missing)]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    assert main(["--checkpoint", str(empty)]) == 2
+    assert "no checkpoint found" in _one_error_line(capsys)
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    assert main(["--checkpoint", str(afile)]) == 2
+    assert "not a directory" in _one_error_line(capsys)
+    assert main(["--checkpoint", str(empty), "--video", str(tmp_path / "x.avi")]) == 2
+    assert "x.avi" in _one_error_line(capsys)
+    assert main(["--checkpoint", str(empty), "--episodes", "0"]) == 2
+    assert "--episodes" in _one_error_line(capsys)
+
+
+def test_attention_with_a_non_rmc_policy_is_an_error(tmp_path, capsys):
+    env = gym.make(ENV)
+    path = _save_module(tmp_path, "lstm", env.observation_space, int(env.action_space.n))
+    gif = str(tmp_path / "x.gif")
+    # a bare module dir: no run config, so the env must be named
+    assert main(["--checkpoint", str(path), "--video", gif]) == 2
+    assert "--env" in _one_error_line(capsys)
+    assert main(["--checkpoint", str(path), "--env", ENV, "--attention", "--video", gif]) == 2
+    line = _one_error_line(capsys)
+    assert "RMC" in line and "'lstm'" in line
+    assert not Path(gif).exists()
+    # without --attention the LSTM plays
+    assert main(["--checkpoint", str(path), "--env", ENV, "--max-steps", "3", "--video", gif]) == 0
+    assert len(list(imageio.get_reader(gif))) == 4
+
+
+def test_env_without_frames_is_an_error_only_when_frames_are_asked(tmp_path, capsys):
+    env_id = "rmc_agents.rl.toy_envs:CueRecall"
+    path = _save_module(tmp_path, "mlp", gym.spaces.Box(0.0, 1.0, (3,), np.float32), 2)
+    assert main(["--checkpoint", str(path), "--env", env_id, "--episodes", "2", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "episode 2/2" in out
+    assert (
+        main(["--checkpoint", str(path), "--env", env_id, "--video", str(tmp_path / "a.gif")]) == 2
+    )
+    assert "cannot render frames" in _one_error_line(capsys)
+
+
+def test_cli_module_entry_point_prints_no_traceback(tmp_path):
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rmc_agents.rollout", "--checkpoint", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_attention_view_draws_fast_and_maps_weights_to_colours():
+    import time
+
+    view = AttentionView(4, 4 + 9, num_heads=4, image_grid=(3, 3), height=450)
+    rng = np.random.default_rng(0)
+    weights = rng.dirichlet(np.ones(13), size=(1, 4, 13))
+    panel = view.draw(weights, step=1)
+    assert panel.dtype == np.uint8 and panel.shape[0] >= 450
+    # the main map's first cell is the colour of the mean weight (slot 0 -> key 0)
+    cell = panel[view.map_y + 1, view.left + 1]
+    np.testing.assert_array_equal(cell, colour_map(weights[0, :, 0, 0].mean()))
+    np.testing.assert_array_equal(colour_map(0.0), colour_map(np.float64(0.0)))
+    assert tuple(colour_map(1.0)) != tuple(colour_map(0.0))
+    start = time.perf_counter()
+    for step in range(300):
+        side_by_side(np.zeros((450, 532, 3), np.uint8), view.draw(weights, step))
+    assert time.perf_counter() - start < 5.0  # about 1 ms a frame; generous for a busy machine
+    with pytest.raises(ValueError, match="expected"):
+        view.draw(np.ones((1, 2, 13, 13)))

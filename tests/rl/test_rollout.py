@@ -122,7 +122,7 @@ def test_run_dir_to_gif_with_frames_of_the_env_size(run_dir, tmp_path, capsys):
     assert len(lengths) == 2 and all(1 <= n <= 25 for n in lengths)
     assert "mean over 2 episode(s)" in out
     reader = imageio.get_reader(gif)
-    frames = list(reader)
+    frames = list(reader.iter_data())
     # each episode: its reset frame, then one per step; Pillow merges identical neighbours into
     # one longer frame, so count frames by time (Mini-Pacman renders at 8 fps: 125 ms a frame,
     # stored in GIF's hundredths of a second)
@@ -140,7 +140,7 @@ def test_mp4_and_checkpoint_dir_and_module_dir_are_accepted(run_dir, tmp_path, c
     mp4 = tmp_path / "play.mp4"
     ckpt = run_dir / "checkpoint"
     assert main(["--checkpoint", str(ckpt), "--max-steps", "6", "--video", str(mp4)]) == 0
-    frames = list(imageio.get_reader(mp4))
+    frames = list(imageio.get_reader(mp4).iter_data())  # len() of an mp4 reader is inf
     assert len(frames) == 7 and frames[0].shape == (450, 532, 3)
     # the module dir itself: the run's config.yaml is found four levels up
     assert find_checkpoint(ckpt / MODULE_SUBDIR) == (ckpt / MODULE_SUBDIR, ckpt)
@@ -158,7 +158,8 @@ def test_same_seed_same_scores(run_dir, capsys):
         args = ["--checkpoint", str(run_dir), "--episodes", "3", "--max-steps", "40", *extra]
         assert main(args) == 0
         out = capsys.readouterr().out
-        return [line for line in out.splitlines() if line.startswith(("episode", "mean"))]
+        lines = [line for line in out.splitlines() if line.startswith(("episode", "mean"))]
+        return [line.split("  (")[0] for line in lines]  # without the steps/s
 
     first = scores("--deterministic", "--seed", "7")
     assert len(first) == 4
@@ -286,7 +287,7 @@ def test_attention_with_a_non_rmc_policy_is_an_error(tmp_path, capsys):
     assert not Path(gif).exists()
     # without --attention the LSTM plays
     assert main(["--checkpoint", str(path), "--env", ENV, "--max-steps", "3", "--video", gif]) == 0
-    assert len(list(imageio.get_reader(gif))) == 4
+    assert 1 < len(list(imageio.get_reader(gif).iter_data())) <= 4
 
 
 def test_env_without_frames_is_an_error_only_when_frames_are_asked(tmp_path, capsys):

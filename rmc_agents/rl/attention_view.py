@@ -128,10 +128,20 @@ class _Canvas:
     def fill(self, x: int, y: int, w: int, h: int, colour) -> None:
         self.pixels[max(y, 0) : y + h, max(x, 0) : x + w] = np.asarray(colour, dtype=np.uint8)
 
-    def cells(self, x: int, y: int, colours: np.ndarray, cw: int, ch: int) -> None:
-        """Paint ``colours`` ``[rows, cols, 3]`` as a grid of ``cw`` x ``ch`` pixel cells."""
+    def cells(self, x: int, y: int, colours: np.ndarray, cw: int, ch: int) -> int:
+        """Paint ``colours`` ``[rows, cols, 3]`` as a grid of ``cw`` x ``ch`` pixel cells.
+
+        Returns the width painted."""
         block = np.repeat(np.repeat(colours, ch, axis=0), cw, axis=1)
         self.pixels[y : y + block.shape[0], x : x + block.shape[1]] = block
+        return block.shape[1]
+
+    def key_map(self, x: int, y: int, values: np.ndarray, mem: int, cwm: int, cwi: int, ch: int):
+        """A slots x keys map: the first ``mem`` key columns ``cwm`` wide, the inputs ``cwi``."""
+        colours = colour_map(values)
+        x += self.cells(x, y, colours[:, :mem], cwm, ch)
+        if values.shape[1] > mem:
+            self.cells(x, y, colours[:, mem:], cwi, ch)
 
 
 def _clamp(value: float, low: int, high: int) -> int:
@@ -187,9 +197,11 @@ class AttentionView:
     def _layout(self, min_height: int) -> None:
         m, n = self.mem_slots, self.num_keys
         self.left = 46
-        self.cw = _clamp(400 / n, 1, 26)  # main map cell width
+        # key column widths: memory columns stay at least 14 px wide when there are many inputs
+        self.cwi = _clamp(400 / n, 1, 26)
+        self.cwm = max(self.cwi, 14)
         self.ch = _clamp(130 / m, 6, 26)
-        map_w = n * self.cw
+        map_w = self.map_w = m * self.cwm + self.num_inputs * self.cwi
         y = 10
         self.title_y = y
         y += 40
@@ -198,10 +210,10 @@ class AttentionView:
         self.map_y = y
         y += m * self.ch + 14
         # per-head panels, two per line
-        self.head_cw = max(1, self.cw // 2)
+        self.head_cwm, self.head_cwi = max(1, self.cwm // 2), max(1, self.cwi // 2)
         self.head_ch = _clamp(self.ch // 2, 3, 12)
-        head_w = n * self.head_cw
-        self.head_cols = 2 if self.num_heads > 1 and 2 * head_w + 20 <= max(map_w, 400) else 1
+        head_w = m * self.head_cwm + self.num_inputs * self.head_cwi
+        self.head_cols = 2 if self.num_heads > 1 and 2 * head_w + 20 <= max(map_w, 540) else 1
         self.head_boxes: list[tuple[int, int]] = []
         if self.num_heads > 1:
             self.heads_label_y = y
@@ -219,7 +231,7 @@ class AttentionView:
             gr, gc = self.image_grid
             self.grid_px = _clamp(90 / max(gr, gc), 2, 18)
             gw = gc * self.grid_px
-            per_line = max(1, (max(map_w, 260) + 12) // (gw + 12))
+            per_line = max(1, (max(map_w, 400) + 12) // (gw + 12))
             self.grid_label_y = y
             y += 18
             for s in range(m):
@@ -254,14 +266,17 @@ class AttentionView:
         block = f", block {self.num_blocks}/{self.num_blocks}" if self.num_blocks > 1 else ""
         c.text(left - 36, self.title_y + 20, f"rows: slots (queries); {heads}{block}", 16, DIM_TEXT)
         # column groups and labels
-        mem_w, in_w = m * self.cw, self.num_inputs * self.cw
+        mem_w, in_w = m * self.cwm, self.num_inputs * self.cwi
         c.text(left + mem_w // 2, self.header_y - 2, "memory", 15, DIM_TEXT, "centre")
         if self.num_inputs:
             c.text(left + mem_w + in_w // 2, self.header_y - 2, "input", 15, DIM_TEXT, "centre")
-        if self.cw >= 18:
-            for k in range(n):
-                label = f"m{k}" if k < m else f"i{k - m}"
-                c.text(left + k * self.cw + self.cw // 2, self.header_y + 9, label, 14, DIM_TEXT, "centre")  # fmt: skip
+        for k in range(n):
+            if k < m and self.cwm >= 18:
+                x = left + k * self.cwm + self.cwm // 2
+                c.text(x, self.header_y + 9, f"m{k}", 14, DIM_TEXT, "centre")
+            elif k >= m and self.cwi >= 18:
+                x = left + mem_w + (k - m) * self.cwi + self.cwi // 2
+                c.text(x, self.header_y + 9, f"i{k - m}", 14, DIM_TEXT, "centre")
         for s in range(m):
             y = self.map_y + s * self.ch + (self.ch - 11) // 2
             c.text(left - 6, y, f"m{s}", 15, TEXT, "right")
@@ -311,12 +326,13 @@ class AttentionView:
         c = _Canvas(self._template.copy(), self._text)
         if step is not None:
             c.text(self.width - 10, self.title_y + 3, f"step {step}", 16, TEXT, "right")
-        c.cells(self.left, self.map_y, colour_map(mean), self.cw, self.ch)
-        if self.num_inputs and self.cw >= 3:
-            sep = self.left + self.mem_slots * self.cw
+        m = self.mem_slots
+        c.key_map(self.left, self.map_y, mean, m, self.cwm, self.cwi, self.ch)
+        if self.num_inputs:
+            sep = self.left + m * self.cwm
             c.fill(sep - 1, self.map_y - 2, 2, self.mem_slots * self.ch + 4, SEPARATOR)
         for h, (hx, hy) in enumerate(self.head_boxes):
-            c.cells(hx, hy, colour_map(w[h]), self.head_cw, self.head_ch)
+            c.key_map(hx, hy, w[h], m, self.head_cwm, self.head_cwi, self.head_ch)
         if self.grid_boxes:
             gr, gc = self.image_grid
             cells = mean[:, self.mem_slots : self.mem_slots + gr * gc]

@@ -184,7 +184,7 @@ def test_attention_frames_are_wider_and_the_heat_map_changes(run_dir):
     # the main heat map (first rows of the panel below its title) changes between steps
     view = AttentionView(2, 2 + 9, 2, image_grid=(3, 3), height=h)
     top, bottom = view.map_y, view.map_y + 2 * view.ch
-    left, right = w + view.left, w + view.left + 11 * view.cw
+    left, right = w + view.left, w + view.left + view.map_w
     maps = [f[top:bottom, left:right] for f in with_attention[1:]]
     assert any(not np.array_equal(maps[0], m) for m in maps[1:])
     assert not np.array_equal(with_attention[0][top:bottom, left:right], maps[0])

@@ -469,7 +469,7 @@ class PolicyStepper:
                 if j >= 0:
                     a = self.prev_actions[j]
                     if hasattr(space, "n"):
-                        vec[int(a) - int(getattr(space, "start", 0))] = 1.0
+                        vec[int(a)] = 1.0
                     else:
                         vec[:] = np.asarray(a, np.float32).ravel()
                 vectors.append(vec)
@@ -521,20 +521,23 @@ class PolicyStepper:
 
 
 def _to_env_action(sample: Any, space: Any) -> Any:
-    """A sampled action as the env takes it (as RLlib's default module-to-env pipeline does)."""
+    """A sampled action as the env takes it, as RLlib's default module-to-env pipeline makes it
+    (``normalize_actions``: a float Box policy acts in [-1, 1], mapped onto the bounds)."""
     import gymnasium as gym
 
     a = sample.cpu().numpy() if hasattr(sample, "cpu") else np.asarray(sample)
     if isinstance(space, gym.spaces.Discrete):
-        return int(a) + int(space.start)
+        return int(a)
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return a.astype(space.dtype).reshape(space.shape) + space.start
+        return a.astype(space.dtype).reshape(space.shape)
     if isinstance(space, gym.spaces.Box):
-        low, high = space.low, space.high
-        a = np.asarray(a, space.dtype).reshape(space.shape)
-        if np.all(np.isfinite(low)) and np.all(np.isfinite(high)):
-            # RLlib's normalize_actions: the policy acts in [-1, 1], unsquashed to the bounds.
-            a = low + (np.clip(a, -1.0, 1.0) + 1.0) * (high - low) / 2.0
+        a = np.asarray(a).reshape(space.shape)
+        if np.all(space.bounded_below) and np.all(space.bounded_above):
+            if np.issubdtype(space.dtype, np.floating):
+                a = space.low + (a + 1.0) * (space.high - space.low) / 2.0
+                a = np.clip(a, space.low, space.high)
+            elif np.issubdtype(space.dtype, np.integer):
+                a = space.low + a
         return a.astype(space.dtype)
     return a
 

@@ -335,3 +335,60 @@ def test_attention_view_draws_fast_and_maps_weights_to_colours():
     assert time.perf_counter() - start < 5.0  # about 1 ms a frame; generous for a busy machine
     with pytest.raises(ValueError, match="expected"):
         view.draw(np.ones((1, 2, 13, 13)))
+
+
+def _rmc_module(obs_space: gym.Space, n_actions: int = 5):
+    return RLModuleSpec(
+        module_class=RecurrentAgentModule,
+        observation_space=obs_space,
+        action_space=gym.spaces.Discrete(n_actions),
+        model_config={
+            "core": "rmc",
+            "core_kwargs": {"mem_slots": 3, "head_size": 4, "num_heads": 2},
+            "max_seq_len": 4,
+        },
+    ).build()
+
+
+def test_attention_view_fits_a_dict_observation_policy():
+    """Image cells plus one row for the flat parts: the view sizes itself from the module."""
+    from rmc_agents.rollout import _attention_view_for
+
+    space = gym.spaces.Dict(
+        {
+            "image": gym.spaces.Box(0, 255, (5, 6, 3), np.uint8),
+            "direction": gym.spaces.Discrete(4),
+        }
+    )
+    module = _rmc_module(space)
+    stepper = PolicyStepper(module, attention=True)
+    _, weights = stepper.act(space.sample())
+    assert weights.shape == (1, 2, 3 + 3 * 4 + 1, 3 + 3 * 4 + 1)  # 3x4 cells + the flat row
+    view = _attention_view_for(module, frame_height=100)
+    assert view.num_keys == 16 and view.image_grid == (3, 4)
+    assert view.draw(weights, step=1).shape == (view.height, view.width, 3)
+
+
+def test_previous_action_and_reward_inputs_are_rebuilt_like_rllib():
+    """A policy trained with RLlib's PrevActionsPrevRewards sees zeros at the episode start,
+    then the one-hot previous action and the previous reward."""
+    obs_space = gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32)
+    space = gym.spaces.Dict(
+        {
+            "_orig_obs": obs_space,
+            "prev_n_actions": gym.spaces.Box(0.0, 1.0, (5,), np.float32),
+            "prev_n_rewards": gym.spaces.Box(-np.inf, np.inf, (1,), np.float32),
+        }
+    )
+    stepper = PolicyStepper(_rmc_module(space))
+    obs = obs_space.sample()
+    first = stepper._with_prev_inputs(obs)
+    np.testing.assert_array_equal(first["prev_n_actions"], np.zeros(5))
+    np.testing.assert_array_equal(first["prev_n_rewards"], [0.0])
+    action, _ = stepper.act(obs)
+    stepper.observe_reward(action, 2.5)
+    later = stepper._with_prev_inputs(obs)
+    np.testing.assert_array_equal(later["prev_n_actions"], np.eye(5)[action])
+    np.testing.assert_array_equal(later["prev_n_rewards"], [2.5])
+    stepper.reset()
+    np.testing.assert_array_equal(stepper._with_prev_inputs(obs)["prev_n_actions"], np.zeros(5))

@@ -1,0 +1,124 @@
+"""Training throughput: env frames/s of the RMC policy vs RLlib's own ``use_lstm`` model.
+
+Every model trains with IMPALA on the same env with the same settings (one Ray cluster, one
+process, models run one after another): our ``RecurrentAgentModule`` with the RMC core and with the
+LSTM core, and RLlib's default module with ``use_lstm=True`` (its catalog's CNN encoder with the
+same two 2x2 convolutions, then an LSTM). After a warm-up, env steps sampled and trained are
+counted over a fixed wall-clock window. Ratios are against RLlib's model from the same run.
+
+    python bench/train_speed.py                           # Mini-Pacman viewport, 60 s per model
+    python bench/train_speed.py --config configs/minipacman_viewport_rmc.yaml --seconds 120
+
+The CPU may be shared with other work: compare ratios from one run, not numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def measure(algo, warmup: float, seconds: float) -> dict[str, float]:
+    """Env steps sampled/trained per second over ``seconds`` after ``warmup`` seconds."""
+
+    def counters(result):
+        sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0.0)
+        trained = result["learners"]["__all_modules__"].get("num_env_steps_trained_lifetime", 0.0)
+        return float(sampled), float(trained)
+
+    start = time.monotonic()
+    result = algo.train()
+    while time.monotonic() - start < warmup:
+        result = algo.train()
+    s0, t0 = counters(result)
+    w0 = time.monotonic()
+    while time.monotonic() - w0 < seconds:
+        result = algo.train()
+    s1, t1 = counters(result)
+    dt = time.monotonic() - w0
+    return {"sampled_fps": (s1 - s0) / dt, "trained_fps": (t1 - t0) / dt, "window_s": dt}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="MiniPacman-Viewport-v0")
+    p.add_argument("--config", help="YAML run settings (default: built-in defaults)")
+    p.add_argument("--models", default="rmc,lstm,rllib_lstm")
+    p.add_argument("--seconds", type=float, default=60.0, help="measured window per model")
+    p.add_argument("--warmup", type=float, default=15.0)
+    p.add_argument("--num-cpus", type=int, default=2)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+
+    import ray
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rmc_agents.config import load_config
+    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.settings import RunSettings
+
+    base = load_config(RunSettings, args.config, overrides={"env": args.env})
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    rows = []
+    try:
+        for name in args.models.split(","):
+            core = "lstm" if name == "rllib_lstm" else name
+            run = load_config(
+                RunSettings, args.config, overrides={"env": args.env, "model.core": core}
+            )
+            config = build_impala_config(run)
+            if name == "rllib_lstm":
+                channels = run.model.conv_channels
+                config.rl_module(
+                    rl_module_spec=RLModuleSpec(),
+                    model_config=DefaultModelConfig(
+                        conv_filters=[[c, [2, 2], 1] for c in channels],
+                        fcnet_hiddens=list(run.model.mlp_hiddens),
+                        use_lstm=True,
+                        lstm_cell_size=run.model.hidden_size,
+                        max_seq_len=run.model.max_seq_len,
+                        vf_share_layers=True,
+                    ),
+                )
+            algo = config.build_algo()
+            module = algo.learner_group._learner.module["default_policy"]
+            params = sum(p.numel() for p in module.parameters())
+            speed = measure(algo, args.warmup, args.seconds)
+            algo.stop()
+            row = {"model": name, "params": params, **speed}
+            rows.append(row)
+            print(
+                f"{name:>11}: {speed['sampled_fps']:8.0f} frames/s sampled, "
+                f"{speed['trained_fps']:8.0f} trained/s ({params:,} params)",
+                flush=True,
+            )
+    finally:
+        ray.shutdown()
+    ref = next((r for r in rows if r["model"] == "rllib_lstm"), None)
+    print(
+        f"\n{args.env}, {base.resources.num_env_runners} EnvRunner(s) x "
+        f"{base.resources.envs_per_runner} envs, batch {base.training.train_batch_size}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
+    )
+    print("| model | params | env frames/s | trained steps/s | vs RLlib use_lstm |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = f"{r['sampled_fps'] / ref['sampled_fps']:.2f}x" if ref else "-"
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['sampled_fps']:,.0f} | "
+            f"{r['trained_fps']:,.0f} | {ratio} |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

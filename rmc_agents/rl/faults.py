@@ -1,5 +1,8 @@
 """Guards against the faults of a long run and the mistakes of a user, caught before they cost.
 
+- :class:`FaultTolerantIMPALA`: IMPALA that waits for its EnvRunners to be restarted when all of
+  them are down. (RLlib's IMPALA then samples in the driver, whose EnvRunner has no env when remote
+  runners exist: the run died with "doesn't have an env" as soon as its only EnvRunner was lost.)
 - :class:`NonFiniteGuardLearner`: IMPALA's torch learner, but a non-finite loss or gradient stops
   the update *before* any weight changes, with an error naming the module and the parameter.
   (RLlib's default turns NaN/inf gradients into zeros or huge numbers and steps anyway, silently.)
@@ -16,16 +19,19 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
+from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 
 __all__ = [
     "CheckpointError",
+    "FaultTolerantIMPALA",
     "MatrixAction",
     "NonFiniteUpdateError",
     "RewardFault",
@@ -56,6 +62,31 @@ class CheckpointError(ValueError):
 
 
 # --- non-finite loss / gradients ------------------------------------------------------------
+
+
+class FaultTolerantIMPALA(IMPALA):
+    """RLlib's IMPALA, but a moment with every remote EnvRunner down is waited out, not fatal.
+
+    Ray restarts a lost EnvRunner actor (``max_restarts``, from ``restart_failed_env_runners``)
+    and RLlib brings it back into service before each training step; until then this returns no
+    samples (and sleeps briefly, so the driver does not spin) instead of calling ``sample()`` on
+    the driver's EnvRunner, which has no env.
+    """
+
+    #: Seconds to sleep per training step while no EnvRunner is in service.
+    wait_s = 0.1
+
+    def _sample_and_get_connector_states(self) -> Any:
+        group = self.env_runner_group
+        local = self.env_runner
+        if (
+            self.config.num_env_runners > 0
+            and group.num_healthy_remote_workers() == 0
+            and (local is None or getattr(local, "env", None) is None)
+        ):
+            time.sleep(self.wait_s)
+            return [], [], [], set()
+        return super()._sample_and_get_connector_states()
 
 
 class NonFiniteGuardLearner(IMPALATorchLearner):

@@ -1,0 +1,103 @@
+"""Learning curves: RMC vs LSTM (vs MLP) at an equal env-frame budget, one after another.
+
+Each model trains with ``train_agent``'s trainer into ``<out>/<model>``; the curves (mean episode
+return against env frames, from each run's ``progress.csv``) go to ``<out>/curves.png`` and a table
+of final/best returns is printed.
+
+    python bench/learning.py --frames 300000                          # Mini-Pacman viewport, defaults
+    python bench/learning.py --configs configs/minipacman_viewport_rmc.yaml \\
+        configs/minipacman_viewport_lstm.yaml --frames 5000000 --out results/viewport
+    python bench/learning.py --env ray.rllib.examples.envs.classes.stateless_cartpole:StatelessCartPole
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def read_curve(run_dir: Path) -> tuple[list[int], list[float]]:
+    steps, returns = [], []
+    with (run_dir / "progress.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["episode_return_mean"]:
+                steps.append(int(row["env_steps"]))
+                returns.append(float(row["episode_return_mean"]))
+    return steps, returns
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="MiniPacman-Viewport-v0")
+    p.add_argument("--models", default="rmc,lstm", help="used when --configs is not given")
+    p.add_argument("--configs", nargs="*", help="one YAML per run (its model.core names it)")
+    p.add_argument("--frames", type=int, default=300_000, help="env frames per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-cpus", type=int, default=2)
+    p.add_argument("--out", default="results/learning")
+    args = p.parse_args()
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import ray
+
+    from rmc_agents.config import load_config
+    from rmc_agents.rl.settings import RunSettings
+    from rmc_agents.rl.trainer import train
+
+    out = Path(args.out)
+    runs = []
+    if args.configs:
+        for path in args.configs:
+            runs.append(load_config(RunSettings, path, overrides={"stop.timesteps": args.frames}))
+    else:
+        for core in args.models.split(","):
+            runs.append(
+                load_config(
+                    RunSettings,
+                    overrides={"env": args.env, "model.core": core, "stop.timesteps": args.frames},
+                )
+            )
+    ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    summaries = []
+    try:
+        for run in runs:
+            run.seed = args.seed
+            run.stop.seconds = None
+            name = run.model.core
+            print(f"== {name} on {run.env}, {args.frames:,} frames", flush=True)
+            summary = train(run, out / name, overwrite=True)
+            summaries.append(summary)
+    finally:
+        ray.shutdown()
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for summary in summaries:
+        steps, returns = read_curve(out / summary["model"])
+        ax.plot(steps, returns, label=summary["model"])
+    ax.set_xlabel("env frames")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(summaries[0]["env"] if summaries else "")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    (out / "summaries.json").write_text(json.dumps(summaries, indent=2))
+    print("| model | env frames | time (s) | frames/s | last return | best return |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for s in summaries:
+        print(
+            f"| {s['model']} | {s['env_steps']:,} | {s['time_s']:.0f} | {s['frames_per_second']:,.0f} "
+            f"| {s['episode_return_mean']:.1f} | {s['best_episode_return_mean']:.1f} |"
+        )
+    print(f"curves: {out / 'curves.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -10,7 +10,7 @@ observations (leading dimension ``N``, nested dicts/tuples as the space nests th
 - other ``Box`` spaces (any rank) and ``MultiBinary``: flattened, then an MLP;
 - ``Discrete`` and ``MultiDiscrete``: one-hot (then the MLP);
 - ``Dict`` and ``Tuple``: every part encoded as above and concatenated; parts that cannot be encoded
-  (``Text``, ``Graph``, ``Sequence``, ...) are skipped with one warning, so MiniGrid's
+  (``Text``, ``Graph``, ``Sequence``, MiniGrid's ``MissionSpace``, ...) are skipped with one warning, so MiniGrid's
   ``{"image", "direction", "mission"}`` works without wrappers;
 - anything else at the top level: ``ValueError`` naming the space.
 
@@ -121,9 +121,6 @@ class _FlatPart(nn.Module):
         return x.reshape(n, -1).float() * self.scale
 
 
-_SKIPPABLE = (gym.spaces.Text, gym.spaces.Graph, gym.spaces.Sequence)
-
-
 def _leaves(space: gym.Space, path: tuple, skipped: list[str]) -> list[tuple[tuple, gym.Space]]:
     """(path, space) of every encodable leaf, in a fixed order; un-encodable parts go to ``skipped``."""
     if isinstance(space, gym.spaces.Dict):
@@ -141,7 +138,7 @@ def _leaves(space: gym.Space, path: tuple, skipped: list[str]) -> list[tuple[tup
         (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary),
     ):
         return [(path, space)]
-    if path and isinstance(space, _SKIPPABLE):
+    if path:  # inside a Dict/Tuple: Text, Graph, MiniGrid's MissionSpace, ... are skipped
         skipped.append(f"{'/'.join(map(str, path))} ({type(space).__name__})")
         return []
     raise UnsupportedSpaceError(

@@ -154,11 +154,14 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
     def _unroll(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any] | None]:
         """Core outputs ``[B, T, F]`` (or ``[B, F]`` for ``mlp``) and the state out."""
         obs = batch[Columns.OBS]
-        first = tree.flatten(obs)[0]
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
             return self.core(self.encoder(obs)), None
+        # Leaves without a shape (strings of skipped Text parts) are passed along untouched.
+        first = next(x for x in tree.flatten(obs) if hasattr(x, "shape"))
         b, t = first.shape[:2]
-        flat_obs = tree.map_structure(lambda x: x.reshape(b * t, *x.shape[2:]), obs)
+        flat_obs = tree.map_structure(
+            lambda x: x.reshape(b * t, *x.shape[2:]) if hasattr(x, "shape") else x, obs
+        )
         feats = self.encoder(flat_obs)
         feats = feats.reshape(b, t, *feats.shape[1:])
         outputs, state = self.core.unroll(feats, self._state_in(batch), resets=None)

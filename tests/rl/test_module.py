@@ -238,3 +238,22 @@ def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
         assert not torch.allclose(wrong[Columns.ACTION_DIST_INPUTS][mask], recorded, atol=1e-4)
     finally:
         runner.stop()
+
+
+def test_minigrid_observations_work_without_wrappers():
+    """MiniGrid's Dict has a custom MissionSpace (not Text): skipped with one warning."""
+    pytest.importorskip("minigrid")
+    env = gym.make("MiniGrid-MemoryS7-v0")
+    with pytest.warns(UserWarning, match="mission"):
+        module = build("rmc", env.observation_space, env.action_space)
+    obs, _ = env.reset(seed=0)
+    batch = {
+        Columns.OBS: {
+            "image": torch.as_tensor(obs["image"])[None, None],
+            "direction": torch.as_tensor([[obs["direction"]]]),
+            "mission": [[obs["mission"]]],
+        },
+        Columns.STATE_IN: initial_state(module, 1),
+    }
+    out = module.forward_inference(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (1, 1, env.action_space.n)

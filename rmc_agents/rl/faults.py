@@ -39,6 +39,7 @@ __all__ = [
     "NonFiniteGuardLearner",
     "check_spaces",
     "checkpoint_weights",
+    "non_finite_cause",
     "verify_checkpoint",
 ]
 
@@ -93,9 +94,11 @@ class NonFiniteGuardLearner(IMPALATorchLearner):
     """IMPALA's torch learner; raises :class:`NonFiniteUpdateError` instead of stepping on a
     non-finite loss or gradient, so the weights (and every later checkpoint) stay finite.
 
-    The error ends IMPALA's learner thread; the trainer's watchdog reports it. So that an
-    ``update`` call (on a remote learner, say) does not wait forever for the dead thread, the
-    error is also kept and raised from ``update``.
+    The error ends IMPALA's learner thread. In the driver (``num_learners: 0``) the trainer's
+    watchdog sees the thread die and stops the run with the message. A remote learner
+    (``num_learners >= 1``) also wakes its waiting ``update`` call and raises the error from it,
+    so that the driver gets it as the cause of a ``RayTaskError`` (see :func:`non_finite_cause`)
+    instead of waiting for a thread that is gone.
     """
 
     _non_finite: NonFiniteUpdateError | None = None
@@ -117,12 +120,16 @@ class NonFiniteGuardLearner(IMPALATorchLearner):
         return grads
 
     def update(self, *args: Any, **kwargs: Any) -> Any:
-        if self._non_finite is not None:
+        remote = self._is_remote()
+        if remote and self._non_finite is not None:
             raise self._non_finite
         result = super().update(*args, **kwargs)
-        if self._non_finite is not None:
+        if remote and self._non_finite is not None:
             raise self._non_finite
         return result
+
+    def _is_remote(self) -> bool:
+        return (self.config.num_learners or 0) > 0
 
     def _param_name(self, pid: Any) -> str:
         param = self._params.get(pid)
@@ -138,9 +145,29 @@ class NonFiniteGuardLearner(IMPALATorchLearner):
             "observations for NaN/inf or huge values, or lower training.lr"
         )
         event = getattr(self, "_agg_event", None)
-        if event is not None:  # wake an `update` waiting for this (now ending) thread
+        if event is not None and self._is_remote():  # wake `update`, which waits on this thread
             event.set()
         raise self._non_finite
+
+
+def non_finite_cause(exc: BaseException) -> NonFiniteUpdateError | None:
+    """The :class:`NonFiniteUpdateError` behind ``exc`` (a remote learner's ``RayTaskError``, or
+    a chained exception), or None."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NonFiniteUpdateError):
+            return e
+        todo += [
+            c
+            for c in (getattr(e, "cause", None), e.__cause__, e.__context__)
+            if isinstance(c, BaseException)
+        ]
+    return None
 
 
 # --- spaces ---------------------------------------------------------------------------------

@@ -364,6 +364,24 @@ def test_guard_refuses_a_non_finite_gradient_and_names_the_parameter(guard_learn
     guard_learner._non_finite = None
 
 
+def test_non_finite_cause_is_found_behind_a_remote_error():
+    from ray.exceptions import RayTaskError
+
+    from rmc_agents.rl.faults import non_finite_cause
+
+    inner = NonFiniteUpdateError("non-finite loss (nan)")
+    wrapped = RayTaskError("update", "traceback text", inner)
+    assert non_finite_cause(wrapped) is inner
+    try:
+        try:
+            raise inner
+        except NonFiniteUpdateError as exc:
+            raise RuntimeError("train() failed") from exc
+    except RuntimeError as outer:
+        assert non_finite_cause(outer) is inner
+    assert non_finite_cause(ValueError("other")) is None
+
+
 def test_guard_passes_finite_updates(guard_learner):
     module = guard_learner.module["default_policy"]
     guard_learner._non_finite = None

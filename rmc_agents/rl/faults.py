@@ -161,7 +161,9 @@ def non_finite_cause(exc: BaseException) -> NonFiniteUpdateError | None:
             continue
         seen.add(id(e))
         if isinstance(e, NonFiniteUpdateError):
-            return e
+            # A RayTaskError made "an instance of its cause" is one too; its text is a traceback.
+            inner = getattr(e, "cause", None)
+            return inner if isinstance(inner, NonFiniteUpdateError) else e
         todo += [
             c
             for c in (getattr(e, "cause", None), e.__cause__, e.__context__)

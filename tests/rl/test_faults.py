@@ -372,6 +372,7 @@ def test_non_finite_cause_is_found_behind_a_remote_error():
     inner = NonFiniteUpdateError("non-finite loss (nan)")
     wrapped = RayTaskError("update", "traceback text", inner)
     assert non_finite_cause(wrapped) is inner
+    assert non_finite_cause(wrapped.as_instanceof_cause()) is inner  # how ray.get raises it
     try:
         try:
             raise inner
@@ -404,13 +405,14 @@ stall_seconds: 120
 
 
 @pytest.mark.slow
-def test_nan_rewards_stop_the_run_with_a_clear_error_and_a_finite_checkpoint(tmp_path):
+@pytest.mark.parametrize("learners", ["0", "1"], ids=["learner_in_driver", "remote_learner"])
+def test_nan_rewards_stop_the_run_with_a_clear_error_and_a_finite_checkpoint(tmp_path, learners):
     cfg = tmp_path / "nan.yaml"
     cfg.write_text(NAN_YAML)
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, str(REPO / "train_agent.py"), "--config", str(cfg), "--output", str(out)]
-        + ["--stop-iterations", "200"],
+        + ["--stop-iterations", "200", "--num-learners", learners],
         env=env_for_subprocess(),
         capture_output=True,
         text=True,

@@ -74,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     args = parse_args(argv)
     from rmc_agents.config import ConfigError, apply_overrides, load_config
+    from rmc_agents.rl.cluster import ClusterError
+    from rmc_agents.rl.encoders import UnsupportedSpaceError
     from rmc_agents.rl.envs import EnvResolutionError
+    from rmc_agents.rl.faults import CheckpointError
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.rl.trainer import TrainingError, load_run_settings, train
 
@@ -91,7 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}"
         )
         summary = train(run, output, resume=args.resume, overwrite=args.overwrite)
-    except (ConfigError, EnvResolutionError, TrainingError) as exc:
+    except (
+        ConfigError,
+        EnvResolutionError,
+        UnsupportedSpaceError,
+        CheckpointError,
+        ClusterError,
+        TrainingError,
+    ) as exc:
         return _error(str(exc))
     print(
         f"done: {summary['env_steps']:,} env steps in {summary['time_s']:.0f} s "

@@ -72,9 +72,10 @@ def resolve_env(spec: str) -> ResolvedEnv:
     if module:
         try:
             mod = importlib.import_module(module)
-        except ImportError as exc:
+        except Exception as exc:  # ImportError, or anything the module raises while importing
+            detail = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
             raise EnvResolutionError(
-                f"cannot import module '{module}' named in --env '{spec}': {exc}"
+                f"cannot import module '{module}' named in --env '{spec}': {detail}"
             ) from None
         attr = getattr(mod, target, None)
         if isinstance(attr, type) and issubclass(attr, gym.Env):

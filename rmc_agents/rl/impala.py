@@ -8,6 +8,7 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
+from rmc_agents.rl.faults import FaultTolerantIMPALA, NonFiniteGuardLearner
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.settings import RunSettings
 
@@ -74,4 +75,8 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
         )
         .debugging(seed=run.seed)
     )
+    # rmc_agents.rl.faults: wait out a moment with every EnvRunner down instead of failing, and
+    # refuse non-finite updates (RLlib would apply them silently).
+    config.algo_class = FaultTolerantIMPALA
+    config.learners(learner_class=NonFiniteGuardLearner)
     return config

@@ -94,8 +94,11 @@ def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
         raise TrainingError("--resume and --overwrite exclude each other")
     is_run = (output / RUN_MARKER).is_file()
     if resume:
+        from rmc_agents.rl.faults import verify_checkpoint
+
         for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
             if (output / name / PROGRESS_FILE).is_file():
+                verify_checkpoint(output / name)  # a damaged one fails here, naming the file
                 return output / name
         raise TrainingError(f"--resume: no checkpoint found in {output}")
     if output.exists() and any(output.iterdir()):
@@ -118,7 +121,11 @@ def load_run_settings(output: Path) -> RunSettings:
     import yaml
 
     path = output / RUN_MARKER
-    return config_from_dict(RunSettings, yaml.safe_load(path.read_text()) or {}, source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return config_from_dict(RunSettings, data, source=str(path))
 
 
 # --- watchdog --------------------------------------------------------------------------------
@@ -238,7 +245,15 @@ def train(
 
     log = log or (lambda line: print(line, flush=True))
     output = Path(output)
-    resolve_env(run.env)  # fail early, before Ray, on a bad env
+    from rmc_agents.rl.cluster import check_ray_address, requested_address
+    from rmc_agents.rl.faults import check_spaces
+
+    # Fail early, before Ray starts and before the output dir is touched.
+    resolve_env(run.env)
+    check_spaces(run.env, run.env_kwargs, run.model)
+    address = requested_address(run.resources.address)
+    if address and not ray.is_initialized():
+        address = check_ray_address(address)
     restore_from = prepare_output(output, resume, overwrite)
     save_config(run, output / RUN_MARKER)
     previous: dict[str, Any] = {}
@@ -248,8 +263,8 @@ def train(
     if not ray.is_initialized():
         res = run.resources
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-        if res.address:
-            kwargs["address"] = res.address
+        if address:
+            kwargs["address"] = address
         elif res.num_cpus:
             kwargs["num_cpus"] = res.num_cpus
         ray.init(**kwargs)

@@ -1,11 +1,9 @@
 """Guards against the faults of a long run and the mistakes of a user, caught before they cost.
 
-- :class:`FaultTolerantIMPALA`: IMPALA that waits for its EnvRunners to be restarted when all of
-  them are down. (RLlib's IMPALA then samples in the driver, whose EnvRunner has no env when remote
-  runners exist: the run died with "doesn't have an env" as soon as its only EnvRunner was lost.)
-- :class:`NonFiniteGuardLearner`: IMPALA's torch learner, but a non-finite loss or gradient stops
-  the update *before* any weight changes, with an error naming the module and the parameter.
-  (RLlib's default turns NaN/inf gradients into zeros or huge numbers and steps anyway, silently.)
+- :func:`non_finite_cause`: the :class:`NonFiniteUpdateError` behind an error (a remote learner's
+  arrives wrapped in a ``RayTaskError``). The RLlib classes that raise it, and the IMPALA that
+  survives losing every EnvRunner, are in :mod:`rmc_agents.rl.fault_tolerance` (this module does
+  not import RLlib, so the CLI can import it cheaply).
 - :func:`check_spaces`: builds one env in the driver and checks that the policy can encode its
   observation space and produce its action space, before Ray starts.
 - :func:`verify_checkpoint`: checks that every file of a checkpoint is present and readable before
@@ -19,24 +17,18 @@ from __future__ import annotations
 
 import json
 import pickle
-import time
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from ray.rllib.algorithms.impala import IMPALA
-from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 
 __all__ = [
     "CheckpointError",
-    "FaultTolerantIMPALA",
     "MatrixAction",
     "NonFiniteUpdateError",
     "RewardFault",
     "TextObservation",
-    "NonFiniteGuardLearner",
     "check_spaces",
     "checkpoint_weights",
     "non_finite_cause",
@@ -63,91 +55,6 @@ class CheckpointError(ValueError):
 
 
 # --- non-finite loss / gradients ------------------------------------------------------------
-
-
-class FaultTolerantIMPALA(IMPALA):
-    """RLlib's IMPALA, but a moment with every remote EnvRunner down is waited out, not fatal.
-
-    Ray restarts a lost EnvRunner actor (``max_restarts``, from ``restart_failed_env_runners``)
-    and RLlib brings it back into service before each training step; until then this returns no
-    samples (and sleeps briefly, so the driver does not spin) instead of calling ``sample()`` on
-    the driver's EnvRunner, which has no env.
-    """
-
-    #: Seconds to sleep per training step while no EnvRunner is in service.
-    wait_s = 0.1
-
-    def _sample_and_get_connector_states(self) -> Any:
-        group = self.env_runner_group
-        local = self.env_runner
-        if (
-            self.config.num_env_runners > 0
-            and group.num_healthy_remote_workers() == 0
-            and (local is None or getattr(local, "env", None) is None)
-        ):
-            time.sleep(self.wait_s)
-            return [], [], [], set()
-        return super()._sample_and_get_connector_states()
-
-
-class NonFiniteGuardLearner(IMPALATorchLearner):
-    """IMPALA's torch learner; raises :class:`NonFiniteUpdateError` instead of stepping on a
-    non-finite loss or gradient, so the weights (and every later checkpoint) stay finite.
-
-    The error ends IMPALA's learner thread. In the driver (``num_learners: 0``) the trainer's
-    watchdog sees the thread die and stops the run with the message. A remote learner
-    (``num_learners >= 1``) also wakes its waiting ``update`` call and raises the error from it,
-    so that the driver gets it as the cause of a ``RayTaskError`` (see :func:`non_finite_cause`)
-    instead of waiting for a thread that is gone.
-    """
-
-    _non_finite: NonFiniteUpdateError | None = None
-
-    def compute_gradients(self, loss_per_module: dict[str, Any], **kwargs: Any) -> Any:
-        for module_id, loss in loss_per_module.items():
-            if not torch.isfinite(loss).all():
-                self._fail(
-                    f"non-finite loss ({float(loss.detach().reshape(-1)[0])}) for module "
-                    f"'{module_id}'"
-                )
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        for pid, grad in grads.items():
-            if grad is not None and not torch.isfinite(grad).all():
-                name = self._param_name(pid)
-                for optim in self._optimizer_parameters:
-                    optim.zero_grad(set_to_none=True)
-                self._fail(f"non-finite gradient in parameter '{name}' (the loss was finite)")
-        return grads
-
-    def update(self, *args: Any, **kwargs: Any) -> Any:
-        remote = self._is_remote()
-        if remote and self._non_finite is not None:
-            raise self._non_finite
-        result = super().update(*args, **kwargs)
-        if remote and self._non_finite is not None:
-            raise self._non_finite
-        return result
-
-    def _is_remote(self) -> bool:
-        return (self.config.num_learners or 0) > 0
-
-    def _param_name(self, pid: Any) -> str:
-        param = self._params.get(pid)
-        for module_id, module in self.module.items():
-            for name, p in module.named_parameters():
-                if p is param:
-                    return f"{module_id}/{name}"
-        return str(pid)
-
-    def _fail(self, what: str) -> None:
-        self._non_finite = NonFiniteUpdateError(
-            f"{what}; the update was not applied (weights unchanged). Check the rewards and "
-            "observations for NaN/inf or huge values, or lower training.lr"
-        )
-        event = getattr(self, "_agg_event", None)
-        if event is not None and self._is_remote():  # wake `update`, which waits on this thread
-            event.set()
-        raise self._non_finite
 
 
 def non_finite_cause(exc: BaseException) -> NonFiniteUpdateError | None:

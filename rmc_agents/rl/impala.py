@@ -8,7 +8,7 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
-from rmc_agents.rl.faults import FaultTolerantIMPALA, NonFiniteGuardLearner
+from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA, NonFiniteGuardLearner
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.settings import RunSettings
 
@@ -75,8 +75,15 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
         )
         .debugging(seed=run.seed)
     )
-    # rmc_agents.rl.faults: wait out a moment with every EnvRunner down instead of failing, and
+    # rmc_agents.rl.fault_tolerance: wait out a moment with every EnvRunner down instead of failing, and
     # refuse non-finite updates (RLlib would apply them silently).
     config.algo_class = FaultTolerantIMPALA
     config.learners(learner_class=NonFiniteGuardLearner)
+    # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into
+    # service by RLlib before the next training step (RLlib's defaults, stated here on purpose).
+    config.fault_tolerance(
+        restart_failed_env_runners=True,
+        max_num_env_runner_restarts=1000,
+        env_runner_health_probe_timeout_s=30.0,
+    )
     return config

@@ -92,6 +92,8 @@ def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
     """
     if resume and overwrite:
         raise TrainingError("--resume and --overwrite exclude each other")
+    if output.exists() and not output.is_dir():
+        raise TrainingError(f"output {output} is a file, not a directory")
     is_run = (output / RUN_MARKER).is_file()
     if resume:
         from rmc_agents.rl.faults import verify_checkpoint
@@ -267,13 +269,29 @@ def train(
             kwargs["address"] = address
         elif res.num_cpus:
             kwargs["num_cpus"] = res.num_cpus
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as exc:  # the address answered the check but not ray.init
+            raise TrainingError(f"cannot join the Ray cluster at {address}: {exc}") from None
+
+    from rmc_agents.rl.cluster import env_runner_nodes
+    from rmc_agents.rl.faults import non_finite_cause
 
     config = build_impala_config(run)
     algo = config.build_algo()
+    placement = env_runner_nodes(algo)
+    if placement["runners"]:
+        nodes = len(placement["nodes"])
+        log(f"EnvRunners: {placement['runners']} on {nodes} node{'s' if nodes != 1 else ''}")
     steps_offset = 0
     if restore_from is not None:
-        algo.restore_from_path(str(restore_from.resolve()))
+        try:
+            algo.restore_from_path(str(restore_from.resolve()))
+        except Exception as exc:  # verify_checkpoint passed, but RLlib could not use it
+            algo.stop()
+            raise TrainingError(
+                f"cannot restore checkpoint {restore_from}: {type(exc).__name__}: {exc}"
+            ) from None
         steps_offset = int(previous.get("env_steps", 0))
         log(f"resumed from {restore_from} at {steps_offset:,} env steps")
 
@@ -379,6 +397,13 @@ def train(
         if interactive:
             print()
         raise TrainingError(str(exc)) from None
+    except Exception as exc:  # a remote learner's non-finite update arrives as a RayTaskError
+        cause = non_finite_cause(exc)
+        if cause is None:
+            raise
+        if interactive:
+            print()
+        raise TrainingError(str(cause)) from None
     except KeyboardInterrupt:
         stopped_because = "interrupted"
         progress = {
@@ -394,6 +419,10 @@ def train(
     if interactive:
         print()
     checkpoint = _save_checkpoint(algo, output, progress)
+    try:
+        placement = env_runner_nodes(algo)  # again: restarted runners may have moved
+    except Exception:  # pragma: no cover - reporting only
+        pass
     algo.stop()
     run_steps = sum(s for s, _ in fps_samples)
     run_time = sum(t for _, t in fps_samples)
@@ -409,6 +438,7 @@ def train(
         "frames_per_second": round(run_steps / run_time, 1) if run_time > 0 else 0.0,
         "stopped_because": stopped_because,
         "checkpoint": str(checkpoint),
+        "env_runner_nodes": placement,  # {"runners": n, "nodes": {node id: runners there}}
     }
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

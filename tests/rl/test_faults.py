@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from cluster.procs import descendants, wait_gone
 
+from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA
 from rmc_agents.rl.faults import (
     MODULE_STATE,
     CheckpointError,
-    FaultTolerantIMPALA,
     NonFiniteUpdateError,
     checkpoint_weights,
     verify_checkpoint,
@@ -278,7 +278,7 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(
 
     def with_callback(run):
         config = build(run).callbacks(on_train_result=on_train_result)
-        config.algo_class = FaultTolerantIMPALA  # TODO: drop once impala.py sets it
+        assert config.algo_class is FaultTolerantIMPALA  # without it the run dies at the kill
         return config
 
     monkeypatch.setattr(impala, "build_impala_config", with_callback)
@@ -310,7 +310,7 @@ def guard_learner():
     import gymnasium as gym
     from ray.rllib.algorithms.impala import IMPALAConfig
 
-    from rmc_agents.rl.faults import NonFiniteGuardLearner
+    from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
     from rmc_agents.rl.impala import module_spec
     from rmc_agents.rl.settings import RunSettings
 

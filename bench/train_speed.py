@@ -1,13 +1,16 @@
 """Training throughput: env frames/s of the RMC policy vs RLlib's own ``use_lstm`` model.
 
 Every model trains with IMPALA on the same env with the same settings (one Ray cluster, one
-process, models run one after another): our ``RecurrentAgentModule`` with the RMC core and with the
-LSTM core, and RLlib's default module with ``use_lstm=True`` (its catalog's CNN encoder with the
-same two 2x2 convolutions, then an LSTM). After a warm-up, env steps sampled and trained are
-counted over a fixed wall-clock window. Ratios are against RLlib's model from the same run.
+process): our ``RecurrentAgentModule`` with the RMC core and with the LSTM core, and RLlib's default
+module with ``use_lstm=True`` (its catalog's CNN encoder with the same two 2x2 convolutions, then an
+LSTM). All are built first, then they take turns (``--rounds`` windows each, so that a change in the
+load of a shared machine hits every model alike); env steps sampled and trained are counted over
+the windows after a warm-up. Ratios are against RLlib's model from the same run. ``--set KEY=VALUE``
+changes a setting for every model.
 
     python bench/train_speed.py                           # Mini-Pacman viewport, 60 s per model
     python bench/train_speed.py --config configs/minipacman_viewport_rmc.yaml --seconds 120
+    python bench/train_speed.py --set training.train_batch_size=1280
 
 The CPU may be shared with other work: compare ratios from one run, not numbers across runs.
 """
@@ -24,25 +27,49 @@ import warnings
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _counters(result: dict) -> tuple[float, float]:
+    sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0.0)
+    trained = result["learners"]["__all_modules__"].get("num_env_steps_trained_lifetime", 0.0)
+    return float(sampled), float(trained)
+
+
 def measure(algo, warmup: float, seconds: float) -> dict[str, float]:
     """Env steps sampled/trained per second over ``seconds`` after ``warmup`` seconds."""
-
-    def counters(result):
-        sampled = result["env_runners"].get("num_env_steps_sampled_lifetime", 0.0)
-        trained = result["learners"]["__all_modules__"].get("num_env_steps_trained_lifetime", 0.0)
-        return float(sampled), float(trained)
-
     start = time.monotonic()
     result = algo.train()
     while time.monotonic() - start < warmup:
         result = algo.train()
-    s0, t0 = counters(result)
+    s0, t0 = _counters(result)
     w0 = time.monotonic()
     while time.monotonic() - w0 < seconds:
         result = algo.train()
-    s1, t1 = counters(result)
-    dt = time.monotonic() - w0
-    return {"sampled_fps": (s1 - s0) / dt, "trained_fps": (t1 - t0) / dt, "window_s": dt}
+    s1, t1 = _counters(result)
+    return {"sampled": s1 - s0, "trained": t1 - t0, "window_s": time.monotonic() - w0}
+
+
+def measure_rounds(
+    algos: dict, warmup: float, seconds: float, rounds: int, rewarm: float
+) -> dict[str, dict[str, float]]:
+    """Round-robin windows: every model gets ``rounds`` windows of ``seconds / rounds``.
+
+    Taking turns spreads any change in the load of a shared machine over all models alike. A
+    model re-warms ``rewarm`` seconds before each later window, so that batches still queued
+    for the previous model's learner thread are not counted against this one.
+    """
+    totals = {name: {"sampled": 0.0, "trained": 0.0, "window_s": 0.0} for name in algos}
+    for r in range(rounds):
+        for name, algo in algos.items():
+            got = measure(algo, warmup if r == 0 else rewarm, seconds / rounds)
+            for key in totals[name]:
+                totals[name][key] += got[key]
+    return {
+        name: {
+            "sampled_fps": t["sampled"] / t["window_s"],
+            "trained_fps": t["trained"] / t["window_s"],
+            "window_s": t["window_s"],
+        }
+        for name, t in totals.items()
+    }
 
 
 def main() -> None:
@@ -52,9 +79,31 @@ def main() -> None:
     p.add_argument("--models", default="rmc,lstm,rllib_lstm")
     p.add_argument("--seconds", type=float, default=60.0, help="measured window per model")
     p.add_argument("--warmup", type=float, default=15.0)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="models take turns: each gets this many windows of seconds/rounds (all built first)",
+    )
+    p.add_argument("--rewarm", type=float, default=3.0, help="warm-up before later windows")
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting for every model, e.g. --set training.train_batch_size=1280",
+    )
     args = p.parse_args()
+    import yaml
+
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set wants KEY=VALUE, got {item!r}")
+        extra[key] = yaml.safe_load(value)
 
     import ray
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
@@ -64,14 +113,15 @@ def main() -> None:
     from rmc_agents.rl.impala import build_impala_config
     from rmc_agents.rl.settings import RunSettings
 
-    base = load_config(RunSettings, args.config, overrides={"env": args.env})
+    base = load_config(RunSettings, args.config, overrides={"env": args.env, **extra})
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     rows = []
+    algos, params = {}, {}
     try:
         for name in args.models.split(","):
             core = "lstm" if name == "rllib_lstm" else name
             run = load_config(
-                RunSettings, args.config, overrides={"env": args.env, "model.core": core}
+                RunSettings, args.config, overrides={**extra, "env": args.env, "model.core": core}
             )
             config = build_impala_config(run)
             if name == "rllib_lstm":
@@ -87,24 +137,26 @@ def main() -> None:
                         vf_share_layers=True,
                     ),
                 )
-            algo = config.build_algo()
-            module = algo.learner_group._learner.module["default_policy"]
-            params = sum(p.numel() for p in module.parameters())
-            speed = measure(algo, args.warmup, args.seconds)
-            algo.stop()
-            row = {"model": name, "params": params, **speed}
-            rows.append(row)
+            algos[name] = config.build_algo()
+            module = algos[name].learner_group._learner.module["default_policy"]
+            params[name] = sum(p.numel() for p in module.parameters())
+        speeds = measure_rounds(algos, args.warmup, args.seconds, args.rounds, args.rewarm)
+        for name, speed in speeds.items():
+            rows.append({"model": name, "params": params[name], **speed})
             print(
                 f"{name:>11}: {speed['sampled_fps']:8.0f} frames/s sampled, "
-                f"{speed['trained_fps']:8.0f} trained/s ({params:,} params)",
+                f"{speed['trained_fps']:8.0f} trained/s ({params[name]:,} params)",
                 flush=True,
             )
     finally:
+        for algo in algos.values():
+            algo.stop()
         ray.shutdown()
     ref = next((r for r in rows if r["model"] == "rllib_lstm"), None)
     print(
         f"\n{args.env}, {base.resources.num_env_runners} EnvRunner(s) x "
         f"{base.resources.envs_per_runner} envs, batch {base.training.train_batch_size}, "
+        f"unroll {base.training.rollout_fragment_length}, max_seq_len {base.model.max_seq_len}, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
     )
     print("| model | params | env frames/s | trained steps/s | vs RLlib use_lstm |")

@@ -9,7 +9,10 @@ attended memory with the previous one. See ``SPEC.md`` section 2 for the equatio
 Speed: ``unroll`` computes everything that does not depend on the memory for all time steps at
 once (the input projection, the first block's queries/keys/values of the input rows, and the input
 half of the gates, constant biases included). In the last block only the memory rows are carried
-through the MLP, since the input rows are dropped afterwards; the results are the same.
+through the MLP, since the input rows are dropped afterwards; the results are the same. With few
+input features per row (image cells), the input projection is folded into the first block's qkv
+Linear (one affine map), and the gates' input half projects the mean row only (the mean commutes
+with the affine projection): the same function with a fraction of the products.
 """
 
 from __future__ import annotations
@@ -123,6 +126,12 @@ class RelationalMemory(nn.Module):
         self.mem_size = self.head_size * self.num_heads
         self.output_size = self.mem_slots * self.mem_size
         self._head_qkv_size = 2 * self.key_size + self.head_size
+        qkv_size = self.num_heads * self._head_qkv_size
+        # Fold the input projection into the first block's qkv Linear when that is cheaper per
+        # row (see _precompute_inputs).
+        self._fold_input_qkv = (
+            self.input_size * qkv_size < self.input_size * self.mem_size + self.mem_size * qkv_size
+        )
 
         self.input_projection = nn.Linear(self.input_size, self.mem_size)
         self.blocks = nn.ModuleList(
@@ -251,7 +260,7 @@ class RelationalMemory(nn.Module):
         # unbind, not [:, t]: indexing would give every step a backward that writes a zeroed
         # tensor of the full [B, T, ...] size, which is quadratic in T.
         per_step = zip(
-            inputs.unbind(1),
+            [None] * steps if inputs is None else inputs.unbind(1),
             input_qkv.unbind(1),
             [None] * steps if gate_inputs is None else gate_inputs.unbind(1),
             strict=True,
@@ -283,21 +292,34 @@ class RelationalMemory(nn.Module):
             rows: ``[..., n, input_size]``.
 
         Returns:
-            The projected rows ``[..., n, mem_size]``, their first-block queries/keys/values
+            The projected rows ``[..., n, mem_size]`` (None with one block: only a second block
+            needs them, as its residual), their first-block queries/keys/values
             ``[..., n, num_heads * (2 * key_size + head_size)]`` and the input half of the gates
             with the constant biases added ``[..., 2 * gate_size]`` (None without gating).
         """
-        inputs = self.input_projection(rows)
-        input_qkv = self.blocks[0].project_qkv(inputs)
+        first = self.blocks[0]
+        proj = self.input_projection
+        # The projected rows themselves are only needed as a residual when a later block follows.
+        inputs = proj(rows) if self.num_blocks > 1 else None
+        if inputs is None and self._fold_input_qkv:
+            # qkv(proj(x)) is one affine map of x: with few input features (image cells) the
+            # folded [qkv_size, input_size] weight costs a fraction of the two products per row.
+            weight = first.qkv.weight @ proj.weight
+            bias = torch.addmv(first.qkv.bias, first.qkv.weight, proj.bias)
+            input_qkv = first.qkv_norm(F.linear(rows, weight, bias))
+        else:
+            input_qkv = first.project_qkv(proj(rows) if inputs is None else inputs)
         gate_inputs = None
         if self.gate_inputs is not None:
-            gate_inputs = self.gate_inputs(inputs.mean(dim=-2)) + self._gate_bias
+            # The mean over rows commutes with the affine projection: project the mean row only.
+            mean_input = inputs.mean(dim=-2) if inputs is not None else proj(rows.mean(dim=-2))
+            gate_inputs = self.gate_inputs(mean_input) + self._gate_bias
         return inputs, input_qkv, gate_inputs
 
     def _step(
         self,
         memory: torch.Tensor,
-        inputs: torch.Tensor,
+        inputs: torch.Tensor | None,
         input_qkv: torch.Tensor,
         gate_inputs: torch.Tensor | None,
         return_attention: bool,
@@ -312,7 +334,7 @@ class RelationalMemory(nn.Module):
     def _attend_over_memory(
         self,
         memory: torch.Tensor,
-        inputs: torch.Tensor,
+        inputs: torch.Tensor | None,
         input_qkv: torch.Tensor,
         return_attention: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -320,7 +342,7 @@ class RelationalMemory(nn.Module):
 
         Args:
             memory: ``[B, S, mem_size]``.
-            inputs: projected input rows ``[B, n, mem_size]``.
+            inputs: projected input rows ``[B, n, mem_size]`` (None with one block).
             input_qkv: first-block queries/keys/values of the input rows.
             return_attention: collect each block's weights ``[B, num_heads, N, N]``.
 

@@ -21,7 +21,7 @@ which turns the observation into a Dict that the Dict torso encodes like any oth
 ``model_config`` keys (all optional but ``max_seq_len`` for recurrent cores):
 ``core`` (``"rmc"``), ``core_kwargs`` (dict for :func:`rmc_agents.core.make_core`; ``hidden_size``
 for ``mlp``), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
-(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (20).
+(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "mlp_hiddens": [64],
     "image_rows": True,
     "head_hiddens": [],
-    "max_seq_len": 20,
+    "max_seq_len": 22,
 }
 
 

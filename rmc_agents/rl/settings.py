@@ -46,7 +46,7 @@ class ModelSettings:
     head_hiddens: list[int] = field(default_factory=list)
     prev_action: bool = False
     prev_reward: bool = False
-    max_seq_len: int = 20
+    max_seq_len: int = 22  # rollout_fragment_length + 2: one learner chunk per fragment
 
     def validate(self) -> None:
         for name in ("mem_slots", "head_size", "num_heads", "num_blocks", "hidden_size"):

@@ -257,3 +257,50 @@ def test_minigrid_observations_work_without_wrappers():
     }
     out = module.forward_inference(batch)
     assert out[Columns.ACTION_DIST_INPUTS].shape == (1, 1, env.action_space.n)
+
+
+def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
+    """With the default settings every sampled fragment fills exactly one learner chunk.
+
+    An EnvRunner fragment holds up to ``rollout_fragment_length + 1`` steps (a sub-env's reset
+    step is not counted) and IMPALA's learner connector appends a bootstrap step: with
+    ``max_seq_len`` below ``rollout_fragment_length + 2`` most fragments would spill one or two
+    steps into a second, almost empty chunk, and the learner would do about twice the work.
+    """
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.settings import RunSettings
+
+    run = RunSettings(env="MiniPacman-Viewport-v0", seed=1)
+    run.model.mem_slots, run.model.head_size, run.model.num_heads = 2, 8, 2
+    run.resources.num_env_runners = 0
+    run.resources.envs_per_runner = 8
+    assert run.model.max_seq_len == run.training.rollout_fragment_length + 2
+    config = build_impala_config(run)
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = []
+        for _ in range(3):
+            episodes += runner.sample()  # rollout_fragment_length steps per sub-env
+        lengths = [len(e) for e in episodes]  # (the connector appends to the episodes)
+        assert max(lengths) == run.training.rollout_fragment_length + 1
+        spec = config.get_rl_module_spec(
+            env=runner.env.unwrapped, spaces=runner.get_spaces(), inference_only=False
+        )
+        connector = config.build_learner_connector(
+            runner.env.single_observation_space, runner.env.single_action_space
+        )
+        batch = connector(
+            rl_module=spec.build(),
+            batch={},
+            episodes=[e.to_numpy() for e in episodes],
+            explore=False,
+            shared_data={},
+        )
+        seq_lens = np.asarray(batch[Columns.SEQ_LENS])
+        assert len(seq_lens) == len(episodes)  # one chunk per fragment, none spilled
+        assert seq_lens.sum() == sum(n + 1 for n in lengths)  # + the bootstrap step
+        assert batch[Columns.OBS].shape[1] == run.model.max_seq_len
+    finally:
+        runner.stop()

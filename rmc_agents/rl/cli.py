@@ -103,10 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         TrainingError,
     ) as exc:
         return _error(str(exc))
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
     print(
         f"done: {summary['env_steps']:,} env steps in {summary['time_s']:.0f} s "
-        f"({summary['frames_per_second']:,.0f} frames/s); return {summary['episode_return_mean']} "
-        f"(best {summary['best_episode_return_mean']}); stopped by {summary['stopped_because']}; "
+        f"({summary['frames_per_second']:,.0f} frames/s); "
+        f"return {fmt(summary['episode_return_mean'])} "
+        f"(best {fmt(summary['best_episode_return_mean'])}); "
+        f"stopped by {summary['stopped_because']}; "
         f"checkpoint {summary['checkpoint']}",
         flush=True,
     )

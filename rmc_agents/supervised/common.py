@@ -108,6 +108,24 @@ class CoreConfig:
         return {k: v for k, v in vars(section).items()}
 
 
+@dataclass
+class CoreWithHeadConfig:
+    """A recurrent core followed by an MLP head (``mlp_layers`` x ``mlp_units``, ReLU).
+
+    Tasks subclass it to change the core's defaults; the keys are the same for every task.
+    """
+
+    core: CoreConfig = field(default_factory=CoreConfig)
+    mlp_layers: int = 4
+    mlp_units: int = 256
+
+    def validate(self) -> None:
+        if self.mlp_layers < 0 or self.mlp_units < 1:
+            raise ValueError(
+                f"mlp_layers must be >= 0 and mlp_units >= 1, got {self.mlp_layers}, {self.mlp_units}"
+            )
+
+
 def build_core(cfg: CoreConfig, input_size: int) -> nn.Module:
     """Build the configured recurrent core through :func:`rmc_agents.core.make_core`."""
     from rmc_agents.core import make_core

@@ -38,6 +38,7 @@ from torch import nn
 
 from rmc_agents.supervised.common import (
     CoreConfig,
+    CoreWithHeadConfig,
     RMCConfig,
     RNNConfig,
     TrainConfig,
@@ -328,7 +329,7 @@ class LTETaskConfig:
 
 
 @dataclass
-class LTEModelConfig:
+class LTEModelConfig(CoreWithHeadConfig):
     """Encoder and decoder cores (same settings) and the MLP head. Paper: RMC with 4 memories,
     4 heads, memory gating; MLP 4 x 256. The head size is not stated (ours: 128)."""
 
@@ -340,14 +341,6 @@ class LTEModelConfig:
             gru=RNNConfig(hidden_size=512),
         )
     )
-    mlp_layers: int = 4
-    mlp_units: int = 256
-
-    def validate(self) -> None:
-        if self.mlp_layers < 0 or self.mlp_units < 1:
-            raise ValueError(
-                f"mlp_layers must be >= 0 and mlp_units >= 1, got {self.mlp_layers}, {self.mlp_units}"
-            )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from torch import nn
 
 from rmc_agents.supervised.common import (
     CoreConfig,
+    CoreWithHeadConfig,
     RMCConfig,
     RNNConfig,
     TrainConfig,
@@ -59,7 +60,7 @@ class NthFarthestTaskConfig:
 
 
 @dataclass
-class NthFarthestModelConfig:
+class NthFarthestModelConfig(CoreWithHeadConfig):
     """Core and head. Paper: RMC with 8 memories, 2048 total units, 1 block; MLP 4 x 256."""
 
     core: CoreConfig = field(
@@ -70,14 +71,6 @@ class NthFarthestModelConfig:
             gru=RNNConfig(hidden_size=2048),
         )
     )
-    mlp_layers: int = 4
-    mlp_units: int = 256
-
-    def validate(self) -> None:
-        if self.mlp_layers < 0 or self.mlp_units < 1:
-            raise ValueError(
-                f"mlp_layers must be >= 0 and mlp_units >= 1, got {self.mlp_layers}, {self.mlp_units}"
-            )
 
 
 @dataclass

@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from rmc_agents.config import ConfigError, apply_overrides, load_config
     from rmc_agents.rl.cluster import ClusterError
-    from rmc_agents.rl.encoders import UnsupportedSpaceError
     from rmc_agents.rl.envs import EnvResolutionError
+    from rmc_agents.rl.errors import UnsupportedSpaceError
     from rmc_agents.rl.faults import CheckpointError
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.rl.trainer import TrainingError, load_run_settings, train

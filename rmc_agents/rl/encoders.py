@@ -28,11 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rmc_agents.rl.errors import UnsupportedSpaceError
+
 __all__ = ["ObservationEncoder", "UnsupportedSpaceError", "build_encoder", "is_image_space"]
-
-
-class UnsupportedSpaceError(ValueError):
-    """The observation (or action) space has no encoder."""
 
 
 def is_image_space(space: gym.Space) -> bool:

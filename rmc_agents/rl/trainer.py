@@ -240,19 +240,21 @@ def train(
         TrainingError: output dir problems, a stalled or failed learner.
         ConfigError, EnvResolutionError: bad settings or env (before Ray starts).
     """
-    import ray
-
+    from rmc_agents.rl.cluster import check_ray_address, requested_address
     from rmc_agents.rl.envs import resolve_env
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.faults import check_spaces
 
     log = log or (lambda line: print(line, flush=True))
     output = Path(output)
-    from rmc_agents.rl.cluster import check_ray_address, requested_address
-    from rmc_agents.rl.faults import check_spaces
 
-    # Fail early, before Ray starts and before the output dir is touched.
+    # Fail early, before Ray starts and before the output dir is touched (and, for a bad env id,
+    # before torch and Ray are imported: a user's typo is answered in a fraction of a second).
     resolve_env(run.env)
     check_spaces(run.env, run.env_kwargs, run.model)
+    import ray
+
+    from rmc_agents.rl.impala import build_impala_config
+
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
         address = check_ray_address(address)

@@ -13,6 +13,11 @@ that lost its memory at the first chunk boundary would get at most
 a ``Text`` part that encoders skip), to exercise the Dict torso.
 
 Use them with ``--env rmc_agents.rl.toy_envs:CueRecall``.
+
+``StatelessCartPole-v1``: RLlib's ``StatelessCartPole`` (CartPole that shows the cart position and pole
+angle but not their velocities, so a policy must infer them from the past) registered here as a
+Gymnasium id with CartPole-v1's 500-step limit (RLlib's class alone never truncates):
+``--env rmc_agents.rl.toy_envs:StatelessCartPole-v1``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["CueRecall", "CueRecallDict"]
+__all__ = ["STATELESS_CARTPOLE_ID", "CueRecall", "CueRecallDict"]
+
+STATELESS_CARTPOLE_ID = "StatelessCartPole-v1"
+if STATELESS_CARTPOLE_ID not in gym.registry:
+    gym.register(
+        STATELESS_CARTPOLE_ID,
+        entry_point="ray.rllib.examples.envs.classes.stateless_cartpole:StatelessCartPole",
+        max_episode_steps=500,
+        reward_threshold=475.0,
+    )
 
 
 class CueRecall(gym.Env):

@@ -304,3 +304,18 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
         assert batch[Columns.OBS].shape[1] == run.model.max_seq_len
     finally:
         runner.stop()
+
+
+def test_stateless_cartpole_id_hides_velocities_and_keeps_the_time_limit():
+    """``rmc_agents.rl.toy_envs:StatelessCartPole-v1``: position and angle only, 500-step limit."""
+    from rmc_agents.rl.envs import make_env, resolve_env
+
+    spec = "rmc_agents.rl.toy_envs:StatelessCartPole-v1"
+    assert not resolve_env(spec).is_class
+    env = make_env({"env_spec": spec})
+    assert env.spec.max_episode_steps == 500
+    assert env.observation_space.shape == (2,)
+    obs, _ = env.reset(seed=3)
+    full = np.asarray(env.unwrapped.state, dtype=np.float32)  # x, x_dot, theta, theta_dot
+    np.testing.assert_allclose(obs, full[[0, 2]], rtol=1e-6)
+    env.close()

@@ -54,6 +54,22 @@ def read_eval(run_dir: Path) -> tuple[list[int], list[float], list[float]]:
     return steps, seconds, accuracy
 
 
+def _result(run_dir: Path) -> dict:
+    """``results.json`` of a finished run; for a run stopped early, the same keys from its CSVs."""
+    path = run_dir / "results.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    with (run_dir / "train.csv").open() as f:
+        last = list(csv.DictReader(f))[-1]
+    steps, _, accuracy = read_eval(run_dir)
+    return {
+        "parameters": None,
+        "steps": int(last["step"]),
+        "train_time_s": float(last["train_time_s"]),
+        "final_eval": {"accuracy": accuracy[-1]},
+    }
+
+
 def report(out: Path) -> None:
     import matplotlib
 
@@ -61,7 +77,7 @@ def report(out: Path) -> None:
     import matplotlib.pyplot as plt
     import yaml
 
-    results = {c: json.loads((out / c / "results.json").read_text()) for c in CORES}
+    results = {c: _result(out / c) for c in CORES}
     k = int(yaml.safe_load((out / "rmc" / "config.yaml").read_text())["task"]["num_vectors"])
     fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(10, 4))
     for core in CORES:
@@ -86,9 +102,10 @@ def report(out: Path) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for core in CORES:
         r = results[core]
+        params = "-" if r["parameters"] is None else f"{r['parameters']:,}"
         best = max(read_eval(out / core)[2])
         print(
-            f"| {core} | {r['parameters']:,} | {r['steps']:,} | {r['train_time_s']:.0f} | "
+            f"| {core} | {params} | {r['steps']:,} | {r['train_time_s']:.0f} | "
             f"{r['final_eval']['accuracy']:.3f} | {best:.3f} |"
         )
     print(f"curves: {out / 'curves.png'}")

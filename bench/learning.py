@@ -31,6 +31,16 @@ def read_curve(run_dir: Path) -> tuple[list[int], list[float]]:
     return steps, returns
 
 
+def late_mean(steps: list[int], returns: list[float], fraction: float = 0.2) -> float:
+    """Mean of the logged returns over the last ``fraction`` of the frames (RLlib's running mean
+    swings a lot between iterations; this is the steadier number to compare)."""
+    if not steps:
+        return float("nan")
+    start = steps[-1] * (1.0 - fraction)
+    late = [r for s, r in zip(steps, returns, strict=True) if s >= start]
+    return sum(late) / len(late)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="MiniPacman-Viewport-v0")
@@ -89,12 +99,16 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     (out / "summaries.json").write_text(json.dumps(summaries, indent=2))
-    print("| model | env frames | time (s) | frames/s | last return | best return |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| model | env frames | time (s) | frames/s | last return | best return "
+        "| mean return, last 20% of frames |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for s in summaries:
+        late = late_mean(*read_curve(out / s["model"]))
         print(
             f"| {s['model']} | {s['env_steps']:,} | {s['time_s']:.0f} | {s['frames_per_second']:,.0f} "
-            f"| {s['episode_return_mean']:.1f} | {s['best_episode_return_mean']:.1f} |"
+            f"| {s['episode_return_mean']:.1f} | {s['best_episode_return_mean']:.1f} | {late:.1f} |"
         )
     print(f"curves: {out / 'curves.png'}")
 

@@ -65,7 +65,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    # Once Ray runs, its log forwarding writes worker output to this stderr from another thread,
+    # and a forwarded traceback may end without a newline: start ours on a line of its own.
+    lead = "\n" if "ray" in sys.modules else ""
+    print(f"{lead}error: {message}", file=sys.stderr, flush=True)
     return 2
 
 

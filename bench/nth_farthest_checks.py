@@ -23,14 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmc_agents.supervised.nth_farthest import sample_nth_farthest
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return nn.Sequential(*layers[:-1])  # no ReLU on the logits
+from rmc_agents.supervised.common import make_mlp
+from rmc_agents.supervised.nth_farthest import sample_nth_farthest, trivial_plateau
 
 
 class TorchLSTMModel(nn.Module):
@@ -39,7 +33,7 @@ class TorchLSTMModel(nn.Module):
     def __init__(self, input_size: int, num_classes: int, hidden: int = 256) -> None:
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
-        self.head = _mlp([hidden, 256, 256, 256, 256, num_classes])
+        self.head = make_mlp(hidden, 4, 256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
@@ -51,7 +45,7 @@ class FlatMLP(nn.Module):
 
     def __init__(self, input_size: int, num_classes: int) -> None:
         super().__init__()
-        self.net = _mlp([input_size, 256, 256, 256, num_classes])
+        self.net = make_mlp(input_size, 3, 256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
@@ -79,7 +73,7 @@ def main() -> None:
     else:
         model = TorchLSTMModel(d + 3 * k, k)
     opt = torch.optim.Adam(model.parameters(), args.lr)
-    plateau = 1 / k + (1 - 1 / k) / (k - 1)
+    plateau = trivial_plateau(k)
     print(f"{args.model}, {k} vectors x {d} dims, trivial plateau {plateau:.3f}")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):

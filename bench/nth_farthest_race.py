@@ -77,6 +77,8 @@ def report(out: Path) -> None:
     import matplotlib.pyplot as plt
     import yaml
 
+    from rmc_agents.supervised.nth_farthest import trivial_plateau
+
     results = {c: _result(out / c) for c in CORES}
     k = int(yaml.safe_load((out / "rmc" / "config.yaml").read_text())["task"]["num_vectors"])
     fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(10, 4))
@@ -84,7 +86,7 @@ def report(out: Path) -> None:
         steps, seconds, accuracy = read_eval(out / core)
         by_time.plot([s / 60 for s in seconds], accuracy, label=core)
         by_step.plot(steps, accuracy, label=core)
-    plateau = 1 / k + (1 - 1 / k) / (k - 1)
+    plateau = trivial_plateau(k)
     for ax in (by_time, by_step):
         ax.axhline(plateau, color="grey", linestyle=":", label="trivial plateau")
     by_time.set_xlabel("training time (min, one thread each)")

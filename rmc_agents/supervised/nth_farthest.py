@@ -39,6 +39,7 @@ __all__ = [
     "NthFarthestModel",
     "NthFarthestTask",
     "sample_nth_farthest",
+    "trivial_plateau",
 ]
 
 
@@ -129,6 +130,13 @@ def sample_nth_farthest(
         axis=-1,
     )
     return NthFarthestBatch(inputs, targets, vectors, labels, n, m)
+
+
+def trivial_plateau(num_vectors: int) -> float:
+    """Accuracy of a model that only answers ``n = num_vectors`` (the reference itself, at distance
+    0) and guesses among the other labels otherwise: ``1/k + (1 - 1/k) / (k - 1)``."""
+    k = num_vectors
+    return 1 / k + (1 - 1 / k) / (k - 1)
 
 
 class NthFarthestModel(nn.Module):

@@ -7,7 +7,10 @@ of final/best returns is printed.
     python bench/learning.py --frames 300000                          # Mini-Pacman viewport, defaults
     python bench/learning.py --configs configs/minipacman_viewport_rmc.yaml \\
         configs/minipacman_viewport_lstm.yaml --frames 5000000 --out results/viewport
-    python bench/learning.py --env ray.rllib.examples.envs.classes.stateless_cartpole:StatelessCartPole
+    python bench/learning.py --env rmc_agents.rl.toy_envs:StatelessCartPole-v1 --models rmc,lstm,mlp \\
+        --set training.entropy_coeff=0.0 --set training.vf_loss_coeff=0.05
+
+``--set KEY=VALUE`` (repeatable) changes a setting for every run, after its config file.
 """
 
 from __future__ import annotations
@@ -50,7 +53,22 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--out", default="results/learning")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting for every run, e.g. --set training.entropy_coeff=0.0",
+    )
     args = p.parse_args()
+    import yaml
+
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set wants KEY=VALUE, got {item!r}")
+        extra[key] = yaml.safe_load(value)
 
     import matplotlib
 
@@ -66,13 +84,20 @@ def main() -> None:
     runs = []
     if args.configs:
         for path in args.configs:
-            runs.append(load_config(RunSettings, path, overrides={"stop.timesteps": args.frames}))
+            runs.append(
+                load_config(RunSettings, path, overrides={**extra, "stop.timesteps": args.frames})
+            )
     else:
         for core in args.models.split(","):
             runs.append(
                 load_config(
                     RunSettings,
-                    overrides={"env": args.env, "model.core": core, "stop.timesteps": args.frames},
+                    overrides={
+                        **extra,
+                        "env": args.env,
+                        "model.core": core,
+                        "stop.timesteps": args.frames,
+                    },
                 )
             )
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)

@@ -9,6 +9,10 @@ Two baselines on the same seeded generator as ``python -m rmc_agents.supervised 
 
     python bench/nth_farthest_checks.py --model mlp --vectors 3 --dims 2 --steps 5000
     python bench/nth_farthest_checks.py --model torch-lstm --vectors 3 --dims 2 --steps 5000
+    python bench/nth_farthest_checks.py --model torch-lstm --vectors 3 --dims 1 --ordered-labels
+
+``--ordered-labels``: vector i carries label i (no binding of labels to vectors to learn);
+``--head-layers``: hidden layers of the LSTM's MLP head (4 as in the paper).
 
 Prints the evaluation accuracy (2,000 fixed samples) every ``--eval-every`` steps with the time.
 """
@@ -30,10 +34,12 @@ from rmc_agents.supervised.nth_farthest import sample_nth_farthest, trivial_plat
 class TorchLSTMModel(nn.Module):
     """``torch.nn.LSTM`` over the vectors, 4 x 256 MLP head on the last output."""
 
-    def __init__(self, input_size: int, num_classes: int, hidden: int = 256) -> None:
+    def __init__(
+        self, input_size: int, num_classes: int, hidden: int = 256, head_layers: int = 4
+    ) -> None:
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
-        self.head = make_mlp(hidden, 4, 256, num_classes)
+        self.head = make_mlp(hidden, head_layers, 256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
@@ -61,23 +67,28 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ordered-labels", action="store_true", help="vector i has label i")
+    p.add_argument("--head-layers", type=int, default=4, help="torch-lstm: MLP head depth")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this much time")
     args = p.parse_args()
+    shuffle = not args.ordered_labels
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     k, d = args.vectors, args.dims
     rng = np.random.default_rng([args.seed, 0])
-    evaluation = sample_nth_farthest(np.random.default_rng([args.seed, 1]), 2000, k, d)
+    evaluation = sample_nth_farthest(np.random.default_rng([args.seed, 1]), 2000, k, d, shuffle)
     eval_x = torch.from_numpy(evaluation.inputs)
     if args.model == "mlp":
         model: nn.Module = FlatMLP(k * (d + 3 * k), k)
     else:
-        model = TorchLSTMModel(d + 3 * k, k)
+        model = TorchLSTMModel(d + 3 * k, k, head_layers=args.head_layers)
     opt = torch.optim.Adam(model.parameters(), args.lr)
     plateau = trivial_plateau(k)
-    print(f"{args.model}, {k} vectors x {d} dims, trivial plateau {plateau:.3f}")
+    labels = "ordered" if args.ordered_labels else "shuffled"
+    print(f"{args.model}, {k} vectors x {d} dims, {labels} labels, trivial plateau {plateau:.3f}")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
-        batch = sample_nth_farthest(rng, args.batch_size, k, d)
+        batch = sample_nth_farthest(rng, args.batch_size, k, d, shuffle)
         logits = model(torch.from_numpy(batch.inputs))
         loss = F.cross_entropy(logits, torch.from_numpy(batch.targets))
         opt.zero_grad()
@@ -90,6 +101,8 @@ def main() -> None:
                 f"step {step:>7,}  {time.perf_counter() - start:7.1f} s  eval accuracy {accuracy:.3f}",
                 flush=True,
             )
+            if args.seconds is not None and time.perf_counter() - start > args.seconds:
+                break
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ class NthFarthestTaskConfig:
     num_vectors: int = 8
     vector_dim: int = 16  # the paper's harder variant uses 32
     eval_samples: int = 3200
+    # false: label i is the i-th vector presented (an easier diagnostic variant, not the paper's)
+    shuffle_labels: bool = True
 
     def validate(self) -> None:
         if self.num_vectors < 2:
@@ -105,12 +107,20 @@ class NthFarthestBatch:
 
 
 def sample_nth_farthest(
-    rng: np.random.Generator, batch_size: int, num_vectors: int = 8, vector_dim: int = 16
+    rng: np.random.Generator,
+    batch_size: int,
+    num_vectors: int = 8,
+    vector_dim: int = 16,
+    shuffle_labels: bool = True,
 ) -> NthFarthestBatch:
-    """Draw a batch of Nth Farthest problems from ``rng``."""
+    """Draw a batch of Nth Farthest problems from ``rng``. With ``shuffle_labels=False`` the
+    labels follow the order of presentation (vector i has label i) instead of a random
+    permutation: a diagnostic variant in which a core need not bind labels to vectors."""
     b, k = batch_size, num_vectors
     vectors = rng.uniform(-1.0, 1.0, size=(b, k, vector_dim)).astype(np.float32)
-    labels = rng.permuted(np.tile(np.arange(k), (b, 1)), axis=1)
+    labels = np.tile(np.arange(k), (b, 1))
+    if shuffle_labels:
+        labels = rng.permuted(labels, axis=1)
     n = rng.integers(0, k, size=b)
     m = rng.integers(0, k, size=b)
     rows = np.arange(b)
@@ -183,7 +193,7 @@ class NthFarthestTask(Task):
     def training_loss(self, model: nn.Module, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         t = self.cfg.task
         batch = sample_nth_farthest(
-            self.rng, self.cfg.train.batch_size, t.num_vectors, t.vector_dim
+            self.rng, self.cfg.train.batch_size, t.num_vectors, t.vector_dim, t.shuffle_labels
         )
         inputs, targets = self._batch(batch)
         logits = model(inputs)
@@ -196,7 +206,9 @@ class NthFarthestTask(Task):
         t = self.cfg.task
         if self._eval is None:  # same set every time: a seeded stream apart from training's
             rng = np.random.default_rng([self.cfg.train.seed, 1])
-            self._eval = sample_nth_farthest(rng, t.eval_samples, t.num_vectors, t.vector_dim)
+            self._eval = sample_nth_farthest(
+                rng, t.eval_samples, t.num_vectors, t.vector_dim, t.shuffle_labels
+            )
         inputs, targets = self._batch(self._eval)
         loss_sum, correct = 0.0, 0
         for start in range(0, len(targets), self.cfg.train.batch_size):

@@ -30,6 +30,17 @@ def test_targets_match_brute_force(num_vectors: int, vector_dim: int) -> None:
         assert batch.targets[i] == expected
 
 
+def test_ordered_labels_variant_follows_presentation_order() -> None:
+    batch = sample_nth_farthest(np.random.default_rng(5), 200, 5, 3, shuffle_labels=False)
+    np.testing.assert_array_equal(batch.labels, np.tile(np.arange(5), (200, 1)))
+    np.testing.assert_array_equal(batch.inputs[..., 3:8].argmax(-1), batch.labels)
+    for i in range(200):
+        expected = brute_force_answer(batch.vectors[i], batch.labels[i], batch.n[i], batch.m[i])
+        assert batch.targets[i] == expected
+    # the answers still spread over every label (the variant is not constant)
+    assert set(batch.targets.tolist()) == set(range(5))
+
+
 def test_question_extremes_are_farthest_and_self() -> None:
     batch = sample_nth_farthest(np.random.default_rng(3), 200, 8, 16)
     for i in range(200):

@@ -1,0 +1,33 @@
+"""The shipped RL configs load, name an env that resolves, and keep one learner chunk per unroll."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rmc_agents.config import load_config
+from rmc_agents.rl.envs import resolve_env
+from rmc_agents.rl.settings import RunSettings
+
+REPO = Path(__file__).resolve().parents[2]
+SUPERVISED = ("nth_farthest", "learning_to_execute", "language_model")
+RL_CONFIGS = sorted(
+    p for p in (REPO / "configs").glob("*.yaml") if not p.stem.startswith(SUPERVISED)
+)
+
+
+def test_there_are_rl_configs() -> None:
+    names = {p.stem for p in RL_CONFIGS}
+    assert {"impala_default", "minipacman_viewport_rmc", "minipacman_viewport_lstm"} <= names
+
+
+@pytest.mark.parametrize("path", RL_CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_is_consistent(path: Path) -> None:
+    run = load_config(RunSettings, path)
+    resolve_env(run.env)  # raises EnvResolutionError for an id that does not resolve
+    # An EnvRunner fragment can hold one step more than the unroll and IMPALA's learner appends a
+    # bootstrap step: a shorter max_seq_len splits every fragment into two padded chunks.
+    assert run.model.max_seq_len >= run.training.rollout_fragment_length + 2
+    if run.training.anneal_lr:  # the schedule ends at stop.timesteps: it must be set
+        assert run.stop.timesteps

@@ -12,7 +12,8 @@ Two baselines on the same seeded generator as ``python -m rmc_agents.supervised 
     python bench/nth_farthest_checks.py --model torch-lstm --vectors 3 --dims 1 --ordered-labels
 
 ``--ordered-labels``: vector i carries label i (no binding of labels to vectors to learn);
-``--head-layers``: hidden layers of the LSTM's MLP head (4 as in the paper).
+``--head-layers``: hidden layers of the LSTM's MLP head (4 as in the paper);
+``--one-step``: the LSTM reads the whole set flattened in one step (an MLP behind one LSTM cell).
 
 Prints the evaluation accuracy (2,000 fixed samples) every ``--eval-every`` steps with the time.
 """
@@ -32,16 +33,27 @@ from rmc_agents.supervised.nth_farthest import sample_nth_farthest, trivial_plat
 
 
 class TorchLSTMModel(nn.Module):
-    """``torch.nn.LSTM`` over the vectors, 4 x 256 MLP head on the last output."""
+    """``torch.nn.LSTM`` over the vectors, 4 x 256 MLP head on the last output. With
+    ``one_step`` the LSTM reads the whole set flattened as a single step (no memory needed)."""
 
     def __init__(
-        self, input_size: int, num_classes: int, hidden: int = 256, head_layers: int = 4
+        self,
+        input_size: int,
+        num_classes: int,
+        hidden: int = 256,
+        head_layers: int = 4,
+        one_step: bool = False,
+        num_vectors: int = 1,
     ) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
+        self.one_step = one_step
+        width = input_size * num_vectors if one_step else input_size
+        self.lstm = nn.LSTM(width, hidden, batch_first=True)
         self.head = make_mlp(hidden, head_layers, 256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_step:
+            x = x.flatten(1).unsqueeze(1)  # [B, 1, N * F]
         out, _ = self.lstm(x)
         return self.head(out[:, -1])
 
@@ -69,6 +81,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ordered-labels", action="store_true", help="vector i has label i")
     p.add_argument("--head-layers", type=int, default=4, help="torch-lstm: MLP head depth")
+    p.add_argument("--one-step", action="store_true", help="torch-lstm: the set as one step")
     p.add_argument("--seconds", type=float, default=None, help="stop after this much time")
     args = p.parse_args()
     shuffle = not args.ordered_labels
@@ -81,11 +94,15 @@ def main() -> None:
     if args.model == "mlp":
         model: nn.Module = FlatMLP(k * (d + 3 * k), k)
     else:
-        model = TorchLSTMModel(d + 3 * k, k, head_layers=args.head_layers)
+        model = TorchLSTMModel(
+            d + 3 * k, k, head_layers=args.head_layers, one_step=args.one_step, num_vectors=k
+        )
     opt = torch.optim.Adam(model.parameters(), args.lr)
     plateau = trivial_plateau(k)
     labels = "ordered" if args.ordered_labels else "shuffled"
-    print(f"{args.model}, {k} vectors x {d} dims, {labels} labels, trivial plateau {plateau:.3f}")
+    extra = f", head {args.head_layers} layers" + (", one step" if args.one_step else "")
+    extra = extra if args.model == "torch-lstm" else ""
+    print(f"{args.model}{extra}, {k} vectors x {d} dims, {labels} labels, plateau {plateau:.3f}")
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         batch = sample_nth_farthest(rng, args.batch_size, k, d, shuffle)

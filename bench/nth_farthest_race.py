@@ -8,8 +8,8 @@ against steps (``<out>/curves.png``) and a table is printed. The "trivial platea
 accuracy of a model that only answers the question whose answer is the reference itself
 (``n = num_vectors``): ``1/k + (1 - 1/k)/(k - 1)`` for ``k`` vectors.
 
-    python bench/nth_farthest_race.py --minutes 55                      # 4 vectors x 4 dims
-    python bench/nth_farthest_race.py --minutes 5 --set task.num_vectors=3
+    python bench/nth_farthest_race.py --minutes 15                      # the small config: 3 x 2
+    python bench/nth_farthest_race.py --minutes 55 --set task.num_vectors=4 --set task.vector_dim=4
     python bench/nth_farthest_race.py --plot-only results/nth_farthest_race  # redraw finished runs
 """
 

@@ -61,14 +61,13 @@ def main() -> None:
         help="override a setting for every run, e.g. --set training.entropy_coeff=0.0",
     )
     args = p.parse_args()
-    import yaml
 
-    extra = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            p.error(f"--set wants KEY=VALUE, got {item!r}")
-        extra[key] = yaml.safe_load(value)
+    from rmc_agents.config import ConfigError, parse_set_items
+
+    try:
+        extra = parse_set_items(args.set)
+    except ConfigError as exc:
+        p.error(str(exc))
 
     import matplotlib
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -92,6 +92,21 @@ def load_config(
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg
+
+
+def parse_set_items(items: Iterable[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` strings as overrides; each value is read as YAML (``0.5``, ``true``,
+    ``[12, 24]``, ``null``). Raises ``ConfigError`` naming the item that is not ``KEY=VALUE``."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: cannot read value {text!r}") from None
+    return overrides
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "<dict>") -> T:

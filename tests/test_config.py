@@ -12,6 +12,7 @@ from rmc_agents.config import (
     apply_overrides,
     config_to_dict,
     load_config,
+    parse_set_items,
     save_config,
 )
 
@@ -98,3 +99,18 @@ def test_saved_config_loads_back_equal(tmp_path):
     save_config(cfg, tmp_path / "out.yaml")
     assert load_config(Run, tmp_path / "out.yaml") == cfg
     assert config_to_dict(cfg)["optim"] == {"lr": 0.1, "kind": "rmsprop"}
+
+
+def test_set_items_are_read_as_yaml_and_bad_ones_are_named():
+    assert parse_set_items(["a.b=0.5", "c=true", "d=[12, 24]", "e=null", "f=x=y"]) == {
+        "a.b": 0.5,
+        "c": True,
+        "d": [12, 24],
+        "e": None,
+        "f": "x=y",
+    }
+    for bad in ("novalue", "=3"):
+        with pytest.raises(ConfigError, match="KEY=VALUE, got"):
+            parse_set_items([bad])
+    with pytest.raises(ConfigError, match="cannot read value"):
+        parse_set_items(["k=[1, 2"])

@@ -21,9 +21,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rmc_agents.config import ConfigError, apply_overrides, config_to_dict, load_config
+from rmc_agents.config import (
+    ConfigError,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    parse_set_items,
+)
 from rmc_agents.supervised import TASKS, get_task
 from rmc_agents.supervised.common import SupervisedError
 from rmc_agents.supervised.trainer import Interrupted, train
@@ -67,15 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in args.sets:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise SupervisedError(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise SupervisedError(f"--set {key}: cannot read value {text!r}") from None
+    overrides = parse_set_items(args.sets)
     flags = {
         "model.core.name": args.model,
         "train.steps": args.steps,

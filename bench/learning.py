@@ -8,7 +8,8 @@ of final/best returns is printed.
     python bench/learning.py --configs configs/minipacman_viewport_rmc.yaml \\
         configs/minipacman_viewport_lstm.yaml --frames 5000000 --out results/viewport
     python bench/learning.py --env rmc_agents.rl.toy_envs:StatelessCartPole-v1 --models rmc,lstm,mlp \\
-        --set training.entropy_coeff=0.0 --set training.vf_loss_coeff=0.05
+        --frames 1000000 --set training.entropy_coeff=0.003 --set training.vf_loss_coeff=0.05 \\
+        --set training.lr=0.0005 --set training.anneal_lr=true   # configs/stateless_cartpole.yaml
 
 ``--set KEY=VALUE`` (repeatable) changes a setting for every run, after its config file.
 """
@@ -62,7 +63,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    from rmc_agents.config import ConfigError, parse_set_items
+    from rmc_agents.config import ConfigError, load_config, parse_set_items
 
     try:
         extra = parse_set_items(args.set)
@@ -75,7 +76,6 @@ def main() -> None:
     import matplotlib.pyplot as plt
     import ray
 
-    from rmc_agents.config import load_config
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.rl.trainer import train
 

@@ -131,7 +131,7 @@ def lstm_hidden_matching(rmc_args: list[str], data: Path) -> tuple[int, int]:
 
 # (vectors, dims, batch): configs/nth_farthest_small.yaml's size, where the RMC (with its
 # one-hidden-layer head) leaves the trivial plateau (1/k + (1 - 1/k) / (k - 1) = 0.667 for 3
-# vectors) after about 6k steps; 4 x 4 and 8 x 4 stayed at it for 10 minutes.
+# vectors) after about 6k steps; at 4 x 4 both cores stayed at it for 35 minutes.
 NTH_SIZES = ((3, 2, 128),)
 
 

@@ -97,7 +97,7 @@ def main() -> None:
     )
     args = p.parse_args()
 
-    from rmc_agents.config import ConfigError, parse_set_items
+    from rmc_agents.config import ConfigError, load_config, parse_set_items
 
     try:
         extra = parse_set_items(args.set)
@@ -108,7 +108,6 @@ def main() -> None:
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from rmc_agents.config import load_config
     from rmc_agents.rl.impala import build_impala_config
     from rmc_agents.rl.settings import RunSettings
 

@@ -33,6 +33,16 @@ def _counters(result: dict) -> tuple[float, float]:
     return float(sampled), float(trained)
 
 
+def _graph_report(learner) -> str:
+    """Whether the learner's core ran from CUDA graphs (empty on a CPU learner)."""
+    graphed = getattr(learner.module["default_policy"], "_graphed_unroll", None)
+    if graphed is None or not graphed.graphs and graphed.failed is None:
+        return ""
+    if graphed.failed:
+        return f"CUDA graph capture failed, eager learner: {graphed.failed}"
+    return f"learner core from CUDA graphs ({len(graphed.graphs)} captured batch shapes)"
+
+
 def measure(algo, warmup: float, seconds: float) -> dict[str, float]:
     """Env steps sampled/trained per second over ``seconds`` after ``warmup`` seconds."""
     start = time.monotonic()
@@ -136,9 +146,18 @@ def main() -> None:
                     ),
                 )
             algos[name] = config.build_algo()
-            module = algos[name].learner_group._learner.module["default_policy"]
-            params[name] = sum(p.numel() for p in module.parameters())
+            # The learner may be a remote actor (num_learners >= 1): ask it.
+            counts = algos[name].learner_group.foreach_learner(
+                lambda learner: sum(
+                    p.numel() for p in learner.module["default_policy"].parameters()
+                )
+            )
+            params[name] = next(iter(counts)).get()
         speeds = measure_rounds(algos, args.warmup, args.seconds, args.rounds, args.rewarm)
+        for name, algo in algos.items():
+            graphs = next(iter(algo.learner_group.foreach_learner(_graph_report))).get()
+            if graphs:
+                print(f"{name}: {graphs}", flush=True)
         for name, speed in speeds.items():
             rows.append({"model": name, "params": params[name], **speed})
             print(

@@ -21,7 +21,9 @@ which turns the observation into a Dict that the Dict torso encodes like any oth
 ``model_config`` keys (all optional but ``max_seq_len`` for recurrent cores):
 ``core`` (``"rmc"``), ``core_kwargs`` (dict for :func:`rmc_agents.core.make_core`; ``hidden_size``
 for ``mlp``), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
-(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22).
+(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
+``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
+:mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from torch import nn
 
 from rmc_agents.core import as_tuple, make_core
+from rmc_agents.rl.cuda_graphs import GraphedUnroll
 from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
 
 __all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
@@ -53,6 +56,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "image_rows": True,
     "head_hiddens": [],
     "max_seq_len": 22,
+    "cuda_graphs": True,
 }
 
 
@@ -128,6 +132,11 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
         nn.init.zeros_(self.pi.bias)
         if name != "mlp":
             self._state_len = len(as_tuple(self.core.initial_state(1)))
+        # The RMC's many small per-step kernels are launch-bound on a GPU; the LSTM/GRU are one
+        # cuDNN call already. Used only for a CUDA learner update (see GraphedUnroll.usable).
+        self._graphed_unroll = (
+            GraphedUnroll(self.core) if name == "rmc" and cfg["cuda_graphs"] else None
+        )
 
     # --- state ---------------------------------------------------------------------------
 
@@ -164,7 +173,10 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
         )
         feats = self.encoder(flat_obs)
         feats = feats.reshape(b, t, *feats.shape[1:])
-        outputs, state = self.core.unroll(feats, self._state_in(batch), resets=None)
+        if self._graphed_unroll is not None:
+            outputs, state = self._graphed_unroll(feats, self._state_in(batch))
+        else:
+            outputs, state = self.core.unroll(feats, self._state_in(batch), resets=None)
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
         return outputs, state_out
 

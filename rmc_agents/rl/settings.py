@@ -47,6 +47,7 @@ class ModelSettings:
     prev_action: bool = False
     prev_reward: bool = False
     max_seq_len: int = 22  # rollout_fragment_length + 2: one learner chunk per fragment
+    cuda_graphs: bool = True  # GPU learner: replay the RMC's unroll from CUDA graphs
 
     def validate(self) -> None:
         for name in ("mem_slots", "head_size", "num_heads", "num_blocks", "hidden_size"):
@@ -81,6 +82,7 @@ class ModelSettings:
             "image_rows": self.image_rows,
             "head_hiddens": list(self.head_hiddens),
             "max_seq_len": self.max_seq_len,
+            "cuda_graphs": self.cuda_graphs,
         }
 
 

@@ -112,13 +112,23 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"done: {summary['env_steps']:,} env steps in {summary['time_s']:.0f} s "
-        f"({summary['frames_per_second']:,.0f} frames/s); "
+        f"({summary['frames_per_second']:,.0f} frames/s sampled, "
+        f"{summary['trained_frames_per_second']:,.0f} trained); "
         f"return {fmt(summary['episode_return_mean'])} "
         f"(best {fmt(summary['best_episode_return_mean'])}); "
         f"stopped by {summary['stopped_because']}; "
         f"checkpoint {summary['checkpoint']}",
         flush=True,
     )
+    sampled, learned = summary["frames_per_second"], summary["trained_frames_per_second"]
+    if sampled > 0 and learned < 0.5 * sampled:
+        print(
+            f"note: the learner trained on {learned / sampled:.0%} of the sampled frames (IMPALA "
+            "drops what its learner cannot take): the learner is the bottleneck, so more EnvRunners "
+            "will not help; a GPU learner (--num-learners 1 --gpus-per-learner 1) or a larger "
+            "training.train_batch_size may",
+            flush=True,
+        )
     return 0
 
 

@@ -53,6 +53,7 @@ METRIC_COLUMNS: dict[str, str | None] = {
 }
 _SAMPLED = "env_runners/num_env_steps_sampled_lifetime"
 _TRAINED = "learners/__all_modules__/num_env_steps_trained_lifetime"
+_TRAINED_NOW = "learners/__all_modules__/num_env_steps_trained"
 
 
 class TrainingError(RuntimeError):
@@ -319,6 +320,7 @@ def train(
     env_steps = steps_offset
     trained = 0.0
     fps_samples: list[tuple[float, float]] = []
+    trained_in_run = 0.0  # env steps trained by this process (RLlib's counter may not resume)
     stopped_because = ""
     interactive = sys.stdout.isatty()
     last_print = 0.0
@@ -342,6 +344,10 @@ def train(
                 trained = _number(_lookup(result, _TRAINED)) or 0.0
                 if trained > trained_last:
                     watchdog.progress()
+                    if trained_last >= 0:
+                        trained_in_run += trained - trained_last
+                    else:  # the first iteration of this process: its own count, as for sampled
+                        trained_in_run += _number(_lookup(result, _TRAINED_NOW)) or 0.0
                     trained_last = trained
                 elapsed = time.monotonic() - start
                 fps = (env_steps - prev_steps) / dt if dt > 0 else 0.0
@@ -438,6 +444,9 @@ def train(
         "episode_return_mean": last_return,
         "best_episode_return_mean": best,
         "frames_per_second": round(run_steps / run_time, 1) if run_time > 0 else 0.0,
+        # IMPALA drops sampled batches that its learner cannot take in time: this is the rate
+        # that was learned from (below frames_per_second when the learner is the bottleneck).
+        "trained_frames_per_second": round(trained_in_run / run_time, 1) if run_time > 0 else 0.0,
         "stopped_because": stopped_because,
         "checkpoint": str(checkpoint),
         "env_runner_nodes": placement,  # {"runners": n, "nodes": {node id: runners there}}

@@ -55,11 +55,16 @@ def test_smoke_run_writes_every_output(smoke_run):
         "episode_return_mean",
         "best_episode_return_mean",
         "frames_per_second",
+        "trained_frames_per_second",
     ):
         assert key in summary
     assert summary["stopped_because"].startswith("iterations")
     assert summary["env_steps"] >= 1000 and summary["env_steps_trained"] > 0
     assert summary["frames_per_second"] > 0
+    # Both rates share the run's time: their ratio is trained / sampled steps (a fresh run).
+    assert summary["trained_frames_per_second"] / summary["frames_per_second"] == pytest.approx(
+        summary["env_steps_trained"] / summary["env_steps"], rel=0.02
+    )
     assert "MiniPacman-Viewport-v0" in (out / "config.yaml").read_text()
     assert len((out / "progress.csv").read_text().strip().splitlines()) == 1 + 2
     assert any((out / "tb").iterdir())

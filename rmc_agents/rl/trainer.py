@@ -85,7 +85,25 @@ def _number(value: Any) -> float | None:
 
 
 def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
-    """Check/clean ``output``; return the checkpoint to resume from (or None).
+    """Check, then clean/create ``output``; return the checkpoint to resume from (or None).
+
+    Raises: as :func:`check_output`.
+    """
+    restore_from = check_output(output, resume, overwrite)
+    _make_output(output, restore_from)
+    return restore_from
+
+
+def _make_output(output: Path, restore_from: Path | None) -> None:
+    """After :func:`check_output` passed: clear a run being overwritten, create the directory."""
+    if restore_from is None:
+        if output.exists() and any(output.iterdir()):
+            shutil.rmtree(output)
+        output.mkdir(parents=True, exist_ok=True)
+
+
+def check_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check ``output`` without touching it; return the checkpoint to resume from (or None).
 
     Raises:
         TrainingError: the directory holds another run (and neither ``resume`` nor ``overwrite``),
@@ -114,8 +132,6 @@ def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
                 f"output directory {output} holds another run; use --resume to continue it or "
                 "--overwrite to replace it"
             )
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
     return None
 
 
@@ -212,6 +228,29 @@ def _save_checkpoint(algo: Any, output: Path, progress: dict[str, Any]) -> Path:
 # --- the loop --------------------------------------------------------------------------------
 
 
+def _check_gpus(res: Any, cluster_gpus: float) -> None:
+    """Refuse GPU learners that cannot be placed (RLlib would wait for them forever)."""
+    if res.gpus_per_learner <= 0:
+        return
+    if res.num_learners == 0:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise TrainingError(
+                f"--gpus-per-learner {res.gpus_per_learner:g} with --num-learners 0 learns in this "
+                "process, but torch here sees no CUDA GPU (torch.cuda.is_available() is False)"
+            )
+        return
+    wanted = res.num_learners * res.gpus_per_learner
+    if wanted > cluster_gpus:
+        raise TrainingError(
+            f"--num-learners {res.num_learners} x --gpus-per-learner {res.gpus_per_learner:g} "
+            f"asks for {wanted:g} GPU(s), but the Ray cluster has {cluster_gpus:g}; RLlib would "
+            "wait for them forever (start GPU nodes with `ray start --num-gpus N`, or drop "
+            "--gpus-per-learner to learn on CPUs)"
+        )
+
+
 def _progress_line(row: dict[str, Any], stop_total: int | None) -> str:
     steps = f"{int(row['env_steps']):,}"
     if stop_total:
@@ -259,8 +298,7 @@ def train(
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
         address = check_ray_address(address)
-    restore_from = prepare_output(output, resume, overwrite)
-    save_config(run, output / RUN_MARKER)
+    restore_from = check_output(output, resume, overwrite)  # the directory is touched below
     previous: dict[str, Any] = {}
     if restore_from is not None:
         previous = json.loads((restore_from / PROGRESS_FILE).read_text())
@@ -280,6 +318,10 @@ def train(
     from rmc_agents.rl.cluster import env_runner_nodes
     from rmc_agents.rl.faults import non_finite_cause
 
+    _check_gpus(run.resources, ray.cluster_resources().get("GPU", 0.0))
+    # Only now, with Ray up and able to place the run, is a run being overwritten cleared.
+    _make_output(output, restore_from)
+    save_config(run, output / RUN_MARKER)
     config = build_impala_config(run)
     algo = config.build_algo()
     placement = env_runner_nodes(algo)
@@ -455,4 +497,4 @@ def train(
     return summary
 
 
-__all__ += ["ConfigError", "load_run_settings", "prepare_output"]
+__all__ += ["ConfigError", "check_output", "load_run_settings", "prepare_output"]

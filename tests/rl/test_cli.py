@@ -115,3 +115,21 @@ def test_user_errors_print_one_line(args, message, tmp_path):
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
     assert lines[-1].startswith("error:") and message in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the answer on a machine without a GPU"
+)
+def test_gpu_learner_without_gpus_fails_fast_and_keeps_the_old_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("env: CartPole-v1\n")  # a run --overwrite would replace
+    (out / "progress.csv").write_text("iteration\n1\n")
+    proc = run_cli(
+        "--env", "CartPole-v1", "--num-learners", "1", "--gpus-per-learner", "1",
+        "--num-cpus", "2", "--output", str(out), "--overwrite", timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1]
+    assert last.startswith("error:") and "asks for 1 GPU(s), but the Ray cluster has 0" in last
+    assert (out / "progress.csv").read_text() == "iteration\n1\n"  # nothing was cleared

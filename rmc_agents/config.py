@@ -114,11 +114,16 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], source: str = "<dict
     return _build(cls, data, prefix="", source=source)
 
 
-def apply_overrides(cfg: T, overrides: Mapping[str, Any], source: str = "command line") -> T:
-    """Return a copy of ``cfg`` with dotted-key overrides applied and re-validated."""
+def apply_overrides(
+    cfg: T, overrides: Mapping[str, Any], source: str = "command line", skip_none: bool = True
+) -> T:
+    """Return a copy of ``cfg`` with dotted-key overrides applied and re-validated.
+
+    ``None`` values are skipped (an unset flag) unless ``skip_none`` is False (``--set KEY=null``).
+    """
     data = config_to_dict(cfg)
     for key, value in overrides.items():
-        if value is None:
+        if value is None and skip_none:
             continue
         parts = key.split(".")
         node = data

@@ -43,6 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-cpus", type=int, help="CPUs for a Ray started here (default: all)")
     p.add_argument("--num-learners", type=int, help="learner actors (0: learn in the driver)")
     p.add_argument("--gpus-per-learner", type=float, help="GPUs per learner")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other setting, as in the config files (repeatable; applied last), e.g. "
+        "--set training.train_batch_size=1280 --set stop.seconds=null",
+    )
     return p.parse_args(argv)
 
 
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``train_agent.py`` and the ``rmc-train`` script; returns the exit status."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     args = parse_args(argv)
-    from rmc_agents.config import ConfigError, apply_overrides, load_config
+    from rmc_agents.config import ConfigError, apply_overrides, load_config, parse_set_items
     from rmc_agents.rl.cluster import ClusterError
     from rmc_agents.rl.envs import EnvResolutionError
     from rmc_agents.rl.errors import UnsupportedSpaceError
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             run = apply_overrides(load_run_settings(Path(args.output)), _overrides(args))
         else:
             run = load_config(RunSettings, args.config, overrides=_overrides(args))
+        if args.set:
+            run = apply_overrides(run, parse_set_items(args.set), source="--set", skip_none=False)
         output = args.output or os.path.join(
             "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}"
         )

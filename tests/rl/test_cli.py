@@ -40,7 +40,7 @@ def smoke_run(tmp_path_factory):
     out = tmp / "run"
     proc = run_cli(
         "--env", "MiniPacman-Viewport-v0", "--config", str(cfg), "--stop-iterations", "2",
-        "--output", str(out),
+        "--output", str(out), "--set", "training.lr=0.0005",
     )  # fmt: skip
     return proc, out, cfg
 
@@ -66,6 +66,7 @@ def test_smoke_run_writes_every_output(smoke_run):
         summary["env_steps_trained"] / summary["env_steps"], rel=0.02
     )
     assert "MiniPacman-Viewport-v0" in (out / "config.yaml").read_text()
+    assert "lr: 0.0005" in (out / "config.yaml").read_text()  # --set reached the run
     assert len((out / "progress.csv").read_text().strip().splitlines()) == 1 + 2
     assert any((out / "tb").iterdir())
     module_dir = out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy"
@@ -103,6 +104,9 @@ def test_output_dir_with_a_run_is_refused(smoke_run):
         (["--env", "CartPole-v1", "--config", "missing.yaml"], "config file not found"),
         (["--env", "CartPole-v1", "--envs-per-runner", "0"], "envs_per_runner must be > 0"),
         (["--resume", "--output", "/nonexistent/run"], "no run in /nonexistent/run"),
+        (["--env", "CartPole-v1", "--set", "training.no_such=1"], "unknown config key"),
+        (["--env", "CartPole-v1", "--set", "training.lr"], "--set expects KEY=VALUE"),
+        (["--env", "CartPole-v1", "--set", "training.gamma=2"], "gamma"),
     ],
 )
 def test_user_errors_print_one_line(args, message, tmp_path):

@@ -11,6 +11,10 @@ changes a setting for every model.
     python bench/train_speed.py                           # Mini-Pacman viewport, 60 s per model
     python bench/train_speed.py --config configs/minipacman_viewport_rmc.yaml --seconds 120
     python bench/train_speed.py --set training.train_batch_size=1280
+    # a GPU machine: each model's learner gets half the GPU (all models are built at once)
+    python bench/train_speed.py --models rmc,rllib_lstm --num-cpus 16 \
+        --set resources.num_env_runners=8 --set resources.envs_per_runner=32 \
+        --set resources.num_learners=1 --set resources.gpus_per_learner=0.5
 
 The CPU may be shared with other work: compare ratios from one run, not numbers across runs.
 """

@@ -155,6 +155,7 @@ def main() -> None:
     args = p.parse_args()
 
     import torch
+    from ray.rllib.core.columns import Columns
 
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -172,15 +173,12 @@ def main() -> None:
     )
     print("|---|---|---|---:|---:|---:|---:|---|---|")
 
-    def fmt(par: dict | None) -> str:
-        return f"{par['logits']:.1e} / {par['values']:.1e} / {par['grads']:.1e}" if par else "-"
-
     for size in args.sizes.split(","):
         for core in args.cores.split(","):
             torch.manual_seed(0)
             module, run, obs_space = build(SIZES[size], core)
             batch = make_batch(module, run, obs_space)
-            chunks, t = batch["obs"].shape[:2]
+            chunks, t = batch[Columns.OBS].shape[:2]
             weights = random_weights(module, batch)
             cpu_s = time_steps(copy.deepcopy(module), batch, weights, "cpu", args.cpu_repeats)
             eager_s = graph_s = par = par_graph = None
@@ -201,27 +199,33 @@ def main() -> None:
             frames = chunks * run.training.rollout_fragment_length
             best = graph_s or eager_s
 
-            def ms(x: float | None) -> str:
-                return f"{x * 1e3:.1f}" if x else "-"
-
             print(
-                f"| {size} | {core} | {chunks} x {t} | {ms(cpu_s)} | {ms(eager_s)} | {ms(graph_s)} | "
+                f"| {size} | {core} | {chunks} x {t} | {_ms(cpu_s)} | {_ms(eager_s)} | {_ms(graph_s)} | "
                 + (f"{frames / best:,.0f}" if best else "-")
-                + f" | {fmt(par)} | {fmt(par_graph)} |",
+                + f" | {_parity_text(par)} | {_parity_text(par_graph)} |",
                 flush=True,
             )
+
+
+def _parity_text(par: dict | None) -> str:
+    return f"{par['logits']:.1e} / {par['values']:.1e} / {par['grads']:.1e}" if par else "-"
+
+
+def _ms(seconds: float | None) -> str:
+    return f"{seconds * 1e3:.1f}" if seconds else "-"
 
 
 def random_weights(module, batch) -> dict:
     """Fixed random weights of the test loss (sum of weighted logits and values)."""
     import torch
+    from ray.rllib.core.columns import Columns
 
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         out = module.forward_train(batch)
     return {
-        "logits": torch.randn(out["action_dist_inputs"].shape, generator=gen),
-        "values": torch.randn(tuple(batch["obs"].shape[:2]), generator=gen),
+        "logits": torch.randn(out[Columns.ACTION_DIST_INPUTS].shape, generator=gen),
+        "values": torch.randn(tuple(batch[Columns.OBS].shape[:2]), generator=gen),
     }
 
 

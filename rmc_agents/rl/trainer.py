@@ -228,8 +228,11 @@ def _save_checkpoint(algo: Any, output: Path, progress: dict[str, Any]) -> Path:
 # --- the loop --------------------------------------------------------------------------------
 
 
-def _check_gpus(res: Any, cluster_gpus: float) -> None:
-    """Refuse GPU learners that cannot be placed (RLlib would wait for them forever)."""
+def _check_gpus(res: Any) -> None:
+    """Refuse GPU learners that cannot be placed (RLlib would wait for them forever).
+
+    Asks the cluster (or torch, for a learner in this process) only when GPUs are asked for.
+    """
     if res.gpus_per_learner <= 0:
         return
     if res.num_learners == 0:
@@ -241,7 +244,10 @@ def _check_gpus(res: Any, cluster_gpus: float) -> None:
                 "process, but torch here sees no CUDA GPU (torch.cuda.is_available() is False)"
             )
         return
+    import ray
+
     wanted = res.num_learners * res.gpus_per_learner
+    cluster_gpus = ray.cluster_resources().get("GPU", 0.0)
     if wanted > cluster_gpus:
         raise TrainingError(
             f"--num-learners {res.num_learners} x --gpus-per-learner {res.gpus_per_learner:g} "
@@ -318,7 +324,7 @@ def train(
     from rmc_agents.rl.cluster import env_runner_nodes
     from rmc_agents.rl.faults import non_finite_cause
 
-    _check_gpus(run.resources, ray.cluster_resources().get("GPU", 0.0))
+    _check_gpus(run.resources)
     # Only now, with Ray up and able to place the run, is a run being overwritten cleared.
     _make_output(output, restore_from)
     save_config(run, output / RUN_MARKER)

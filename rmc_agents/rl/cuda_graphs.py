@@ -39,11 +39,7 @@ class _Unroll(nn.Module):
         self.core = core
 
     def forward(self, xs: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if hasattr(self.core, "from_tuple"):
-            state_in: Any = self.core.from_tuple(state)
-        else:
-            state_in = state[0] if len(state) == 1 else state
-        outputs, next_state = self.core.unroll(xs, state_in, resets=None)
+        outputs, next_state = self.core.unroll(xs, self.core.from_tuple(state), resets=None)
         return (outputs, *as_tuple(next_state))
 
 
@@ -110,14 +106,7 @@ class GraphedUnroll:
             self.graphs[key] = graphed
         out = graphed(xs, *parts)
         outputs, next_parts = out[0][:batch], tuple(p[:batch] for p in out[1:])
-        return outputs, self._from_parts(next_parts)
-
-    # ------------------------------------------------------------------------------- helpers
-
-    def _from_parts(self, parts: tuple[torch.Tensor, ...]) -> Any:
-        if hasattr(self.core, "from_tuple"):
-            return self.core.from_tuple(parts)
-        return parts[0] if len(parts) == 1 else parts
+        return outputs, self.core.from_tuple(next_parts)
 
     def _capture(self, xs: torch.Tensor, parts: tuple[torch.Tensor, ...]) -> Any:
         samples = (

@@ -153,10 +153,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
 
     def _state_in(self, batch: dict[str, Any]) -> Any:
         state_in = batch[Columns.STATE_IN]
-        parts = tuple(state_in[f"s{i}"] for i in range(self._state_len))
-        if hasattr(self.core, "from_tuple"):
-            return self.core.from_tuple(parts)
-        return parts[0] if len(parts) == 1 else parts
+        # Every recurrent core converts its tuple form back (rmc_agents.core's contract).
+        return self.core.from_tuple(tuple(state_in[f"s{i}"] for i in range(self._state_len)))
 
     # --- forward -------------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from typing import Any
 from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from rmc_agents.rl.connectors import env_to_module_pipeline, module_to_env_pipeline
+from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
 from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA, NonFiniteGuardLearner
 from rmc_agents.rl.module import RecurrentAgentModule
@@ -20,16 +22,6 @@ def module_spec(run: RunSettings) -> RLModuleSpec:
     return RLModuleSpec(
         module_class=RecurrentAgentModule, model_config=run.model.rllib_model_config()
     )
-
-
-def _prev_action_reward_connector(n_actions: int, n_rewards: int) -> Any:
-    """An env-to-module connector factory adding the previous action/reward to observations."""
-    from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
-
-    def factory(env: Any, spaces: Any = None, device: Any = None) -> list:
-        return [PrevActionsPrevRewards(n_prev_actions=n_actions, n_prev_rewards=n_rewards)]
-
-    return factory
 
 
 def build_impala_config(run: RunSettings) -> IMPALAConfig:
@@ -47,10 +39,16 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
         "rollout_fragment_length": tr.rollout_fragment_length,
         "gym_env_vectorize_mode": "vector_entry_point" if resolved.has_vector_face else "sync",
     }
-    if model.prev_action or model.prev_reward:
-        runner_kwargs["env_to_module_connector"] = _prev_action_reward_connector(
-            int(model.prev_action), int(model.prev_reward)
-        )
+    if not tr.step_infos_to_learner:  # the learner does not read step infos: do not ship them
+        runner_kwargs["env_runner_cls"] = LeanEnvRunner
+    # The EnvRunner's connector pipelines: one-pass pieces where they apply, else RLlib's
+    # defaults (rmc_agents.rl.connectors), so RLlib must not add its own.
+    runner_kwargs["env_to_module_connector"] = env_to_module_pipeline(
+        int(model.prev_action), int(model.prev_reward)
+    )
+    runner_kwargs["module_to_env_connector"] = module_to_env_pipeline()
+    runner_kwargs["add_default_connectors_to_env_to_module_pipeline"] = False
+    runner_kwargs["add_default_connectors_to_module_to_env_pipeline"] = False
     config = (
         IMPALAConfig()
         .environment(env_name, env_config={"env_spec": run.env, "env_kwargs": dict(run.env_kwargs)})

@@ -101,6 +101,7 @@ class TrainingSettings:
     train_batch_size: int = 640
     vtrace_clip_rho_threshold: float = 1.0
     vtrace_clip_pg_rho_threshold: float = 1.0
+    step_infos_to_learner: bool = False
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):

@@ -93,35 +93,41 @@ class CueRecallDict(CueRecall):
     ``cue``: ``Discrete(num_cues + 1)`` (0 = nothing shown, ``k + 1`` = cue ``k``);
     ``first``: ``MultiBinary(1)``, 1 at the first step;
     ``image``: ``Box(0, 255, (5, 5, 3), uint8)`` with one lit cell at a random place (noise);
-    ``mission``: ``Text``, a constant sentence that encoders skip.
+    ``mission``: ``Text``, a constant sentence that encoders skip (left out with ``mission=False``).
     """
 
-    def __init__(self, num_cues: int = 2, length: int = 12) -> None:
+    def __init__(self, num_cues: int = 2, length: int = 12, mission: bool = True) -> None:
         super().__init__(num_cues, length)
-        self.observation_space = gym.spaces.Dict(
-            {
-                "cue": gym.spaces.Discrete(num_cues + 1),
-                "first": gym.spaces.MultiBinary(1),
-                "image": gym.spaces.Box(0, 255, (5, 5, 3), np.uint8),
-                "mission": gym.spaces.Text(max_length=32, charset="abcdefghijklmnopqrstuvwxyz "),
-            }
-        )
+        spaces: dict[str, gym.Space] = {
+            "cue": gym.spaces.Discrete(num_cues + 1),
+            "first": gym.spaces.MultiBinary(1),
+            "image": gym.spaces.Box(0, 255, (5, 5, 3), np.uint8),
+        }
+        if mission:
+            spaces["mission"] = gym.spaces.Text(
+                max_length=32, charset="abcdefghijklmnopqrstuvwxyz "
+            )
+        self.mission = mission
+        self.observation_space = gym.spaces.Dict(spaces)
+
+    def _with_mission(self, obs: dict[str, Any]) -> dict[str, Any]:
+        if self.mission:
+            obs["mission"] = "repeat the cue"
+        return obs
 
     def _obs(self) -> dict[str, Any]:
         image = np.zeros((5, 5, 3), np.uint8)
         row, col = self.np_random.integers(5, size=2)
         image[row, col] = 255
-        return {
-            "cue": self._cue + 1 if self._t == 0 else 0,
-            "first": np.array([int(self._t == 0)], np.int8),
-            "image": image,
-            "mission": "repeat the cue",
-        }
+        return self._with_mission(
+            {
+                "cue": self._cue + 1 if self._t == 0 else 0,
+                "first": np.array([int(self._t == 0)], np.int8),
+                "image": image,
+            }
+        )
 
     def _final_obs(self) -> dict[str, Any]:
-        return {
-            "cue": 0,
-            "first": np.zeros(1, np.int8),
-            "image": np.zeros((5, 5, 3), np.uint8),
-            "mission": "repeat the cue",
-        }
+        return self._with_mission(
+            {"cue": 0, "first": np.zeros(1, np.int8), "image": np.zeros((5, 5, 3), np.uint8)}
+        )

@@ -6,7 +6,9 @@ module with ``use_lstm=True`` (its catalog's CNN encoder with the same two 2x2 c
 LSTM). All are built first, then they take turns (``--rounds`` windows each, so that a change in the
 load of a shared machine hits every model alike); env steps sampled and trained are counted over
 the windows after a warm-up. Ratios are against RLlib's model from the same run. ``--set KEY=VALUE``
-changes a setting for every model.
+changes a setting for every model. RLlib's model samples through RLlib's stock EnvRunner and
+connector pipelines; ours through this project's (``rmc_agents.rl.connectors``, ``env_runner``):
+``--baseline-pipeline ours`` puts RLlib's model through ours too.
 
     python bench/train_speed.py                           # Mini-Pacman viewport, 60 s per model
     python bench/train_speed.py --config configs/minipacman_viewport_rmc.yaml --seconds 120
@@ -100,6 +102,13 @@ def main() -> None:
         help="models take turns: each gets this many windows of seconds/rounds (all built first)",
     )
     p.add_argument("--rewarm", type=float, default=3.0, help="warm-up before later windows")
+    p.add_argument(
+        "--baseline-pipeline",
+        choices=("rllib", "ours"),
+        default="rllib",
+        help="EnvRunner and connectors of RLlib's use_lstm model: RLlib's stock ones (default) "
+        "or this project's (to separate the model's share from the pipeline's)",
+    )
     p.add_argument("--num-cpus", type=int, default=2)
     p.add_argument("--json", help="also write the results here")
     p.add_argument(
@@ -121,6 +130,7 @@ def main() -> None:
     import ray
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
     from rmc_agents.rl.impala import build_impala_config
     from rmc_agents.rl.settings import RunSettings
@@ -149,6 +159,14 @@ def main() -> None:
                         vf_share_layers=True,
                     ),
                 )
+                if args.baseline_pipeline == "rllib":
+                    config.env_runners(
+                        env_runner_cls=SingleAgentEnvRunner,
+                        env_to_module_connector=None,
+                        module_to_env_connector=None,
+                        add_default_connectors_to_env_to_module_pipeline=True,
+                        add_default_connectors_to_module_to_env_pipeline=True,
+                    )
             algos[name] = config.build_algo()
             # The learner may be a remote actor (num_learners >= 1): ask it.
             counts = algos[name].learner_group.foreach_learner(
@@ -180,6 +198,7 @@ def main() -> None:
         f"unroll {base.training.rollout_fragment_length}, max_seq_len {base.model.max_seq_len}, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
     )
+    print(f"RLlib use_lstm through {args.baseline_pipeline}'s EnvRunner and connectors")
     print("| model | params | env frames/s | trained steps/s | vs RLlib use_lstm |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:

@@ -34,6 +34,20 @@ from rmc_agents.core._validation import (
 
 GATE_STYLES = ("unit", "memory", None)
 
+# Below this many entries in the last axis, CPU softmax takes a slow path in torch 2.13 (measured
+# on this AVX-512 machine: [64, 4, 4, 13] took 228 us against 22 us at 16 entries).
+_SOFTMAX_MIN_WIDTH = 16
+
+
+def _softmax_last(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis; on the CPU a short axis is padded with -inf first (the same
+    numbers: the pads get weight 0), which is several times faster there."""
+    width = x.shape[-1]
+    if x.device.type != "cpu" or width >= _SOFTMAX_MIN_WIDTH:
+        return torch.softmax(x, dim=-1)
+    padded = F.pad(x, (0, _SOFTMAX_MIN_WIDTH - width), value=float("-inf"))
+    return torch.softmax(padded, dim=-1)[..., :width]
+
 
 def _init_linear(layer: nn.Linear) -> None:
     """Sonnet v1's default: weights ~ truncated normal (2 std) with std 1/sqrt(fan_in), bias 0."""
@@ -393,11 +407,11 @@ class RelationalMemory(nn.Module):
         scale = self.key_size**-0.5
         weights = None
         if return_weights:
-            weights = torch.softmax(torch.matmul(query * scale, key.transpose(-2, -1)), dim=-1)
+            weights = _softmax_last(torch.matmul(query * scale, key.transpose(-2, -1)))
             out = torch.matmul(weights[:, :, :num_queries], value)
         else:
             query = query[:, :, :num_queries]
-            weights_q = torch.softmax(torch.matmul(query * scale, key.transpose(-2, -1)), dim=-1)
+            weights_q = _softmax_last(torch.matmul(query * scale, key.transpose(-2, -1)))
             out = torch.matmul(weights_q, value)
         return out.transpose(1, 2).reshape(batch, num_queries, self.mem_size), weights
 

@@ -338,3 +338,19 @@ def test_unroll_backward_has_no_per_step_index_of_the_time_axis() -> None:
         stack.extend(next_fn for next_fn, _ in node.next_functions)
     assert "UnbindBackward0" in names
     assert not [name for name in names if name.startswith("SelectBackward")]
+
+
+@pytest.mark.parametrize("width", [1, 5, 13, 15, 16, 21])
+def test_padded_cpu_softmax_equals_softmax_with_its_gradient(width: int) -> None:
+    """The attention softmax pads a short last axis with -inf on the CPU (a faster kernel there)."""
+    from rmc_agents.core.relational_memory import _softmax_last
+
+    x = torch.randn(3, 2, 4, width, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(3, 2, 4, width, dtype=torch.float64)
+    got = _softmax_last(x)
+    (grad_got,) = torch.autograd.grad((got * weights).sum(), x)
+    want = torch.softmax(x, dim=-1)
+    (grad_want,) = torch.autograd.grad((want * weights).sum(), x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
+    torch.testing.assert_close(grad_got, grad_want, rtol=0, atol=1e-14)

@@ -132,10 +132,11 @@ def main() -> None:
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
     from rmc_agents.rl.settings import RunSettings
 
     base = load_config(RunSettings, args.config, overrides={"env": args.env, **extra})
+    set_driver_threads(base)  # the same for every model: each learner runs in this process
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     rows = []
     algos, params = {}, {}

@@ -122,6 +122,8 @@ class ResourceSettings:
     num_learners: int = 0
     gpus_per_learner: float = 0.0
     timeout_s_sampler_manager: float = 0.01
+    requests_in_flight_per_runner: int = 1
+    driver_threads: int = 1
     address: str | None = None
     num_cpus: int | None = None
 
@@ -130,6 +132,8 @@ class ResourceSettings:
             raise ValueError(f"num_env_runners must be >= 0, got {self.num_env_runners}")
         _positive("envs_per_runner", self.envs_per_runner)
         _positive("num_cpus_per_env_runner", self.num_cpus_per_env_runner)
+        _positive("requests_in_flight_per_runner", self.requests_in_flight_per_runner)
+        _positive("driver_threads", self.driver_threads)
         if self.num_learners < 0 or self.gpus_per_learner < 0:
             raise ValueError("num_learners and gpus_per_learner must be >= 0")
 

@@ -299,7 +299,7 @@ def train(
     check_spaces(run.env, run.env_kwargs, run.model)
     import ray
 
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
 
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
@@ -329,6 +329,7 @@ def train(
     _make_output(output, restore_from)
     save_config(run, output / RUN_MARKER)
     config = build_impala_config(run)
+    set_driver_threads(run)
     algo = config.build_algo()
     placement = env_runner_nodes(algo)
     if placement["runners"]:

@@ -31,3 +31,32 @@ def test_config_loads_and_is_consistent(path: Path) -> None:
     assert run.model.max_seq_len >= run.training.rollout_fragment_length + 2
     if run.training.anneal_lr:  # the schedule ends at stop.timesteps: it must be set
         assert run.stop.timesteps
+
+
+def test_the_default_file_holds_the_built_in_values() -> None:
+    assert load_config(RunSettings, REPO / "configs" / "impala_default.yaml") == RunSettings()
+
+
+def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:
+    import torch
+
+    from rmc_agents.config import ConfigError
+    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
+
+    run = load_config(
+        RunSettings,
+        overrides={"resources.requests_in_flight_per_runner": 2, "resources.driver_threads": 2},
+    )
+    assert build_impala_config(run).max_requests_in_flight_per_env_runner == 2
+    before = torch.get_num_threads()
+    try:
+        set_driver_threads(run)
+        assert torch.get_num_threads() == 2
+        run.resources.driver_threads = 1
+        set_driver_threads(run)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for key in ("resources.driver_threads", "resources.requests_in_flight_per_runner"):
+        with pytest.raises(ConfigError, match=key.split(".")[1]):
+            load_config(RunSettings, overrides={key: 0})

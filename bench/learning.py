@@ -9,7 +9,8 @@ of final/best returns is printed.
         configs/minipacman_viewport_lstm.yaml --frames 5000000 --out results/viewport
     python bench/learning.py --env rmc_agents.rl.toy_envs:StatelessCartPole-v1 --models rmc,lstm,mlp \\
         --frames 1000000 --set training.entropy_coeff=0.003 --set training.vf_loss_coeff=0.05 \\
-        --set training.lr=0.0005 --set training.anneal_lr=true   # configs/stateless_cartpole.yaml
+        --set training.lr=0.0005 --set training.anneal_lr=true \\
+        --set resources.envs_per_runner=16                        # configs/stateless_cartpole.yaml
 
 ``--set KEY=VALUE`` (repeatable) changes a setting for every run, after its config file.
 """

@@ -30,12 +30,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 import tree
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.numpy import convert_to_numpy
+from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
 __all__ = [
     "ActionsToEnv",
@@ -87,9 +87,9 @@ class BatchForModule(ConnectorV2):
         super().__init__(*args, **kwargs)
         self._device = device
 
-    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        return tensor if self._device is None else tensor.to(self._device)
+    def _to_tensor(self, data: Any) -> Any:
+        # RLlib's own conversion (as its NumpyToTensor): float64 becomes float32, too.
+        return convert_to_torch_tensor(data, device=self._device)
 
     def __call__(
         self,
@@ -105,7 +105,7 @@ class BatchForModule(ConnectorV2):
         obs = _stack([episode.get_observations(-1) for episode in episodes])
         if stateful:  # a time rank of one step, as RLlib's AddTimeDimToBatchAndZeroPad adds
             obs = tree.map_structure(lambda x: x[:, None], obs)
-        batch[Columns.OBS] = tree.map_structure(self._to_tensor, obs)
+        batch[Columns.OBS] = self._to_tensor(obs)
         if stateful:
             initial = None
             states = []
@@ -120,7 +120,7 @@ class BatchForModule(ConnectorV2):
                     states.append(
                         episode.get_extra_model_outputs(key=Columns.STATE_OUT, indices=-1)
                     )
-            batch[Columns.STATE_IN] = tree.map_structure(self._to_tensor, _stack(states))
+            batch[Columns.STATE_IN] = self._to_tensor(_stack(states))
         return batch
 
 

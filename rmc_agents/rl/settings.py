@@ -117,7 +117,7 @@ class ResourceSettings:
     """Ray resources. The defaults fit 2 CPUs (see ``shared/RLLIB_NOTES.md``)."""
 
     num_env_runners: int = 1
-    envs_per_runner: int = 16
+    envs_per_runner: int = 32
     num_cpus_per_env_runner: float = 0.5
     num_learners: int = 0
     gpus_per_learner: float = 0.0

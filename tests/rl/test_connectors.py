@@ -8,6 +8,7 @@ across several ``sample()`` calls (continuation chunks) and episode ends (resets
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -23,6 +24,23 @@ from rmc_agents.rl.connectors import (
 from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.impala import build_impala_config
 from rmc_agents.rl.settings import ModelSettings, RunSettings
+
+
+class Float64CartPole(gym.Wrapper):
+    """CartPole with float64 observations (RLlib's tensor conversion makes them float32)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("CartPole-v1"))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float64)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return obs.astype(np.float64), info
+
+    def step(self, action):
+        obs, *rest = self.env.step(action)
+        return (obs.astype(np.float64), *rest)
+
 
 _SMALL = {"mem_slots": 2, "head_size": 8, "num_heads": 2, "hidden_size": 16, "max_seq_len": 6}
 
@@ -97,6 +115,8 @@ def _assert_same_episodes(ours: list, theirs: list) -> None:
         ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", True, {"mission": False}, {}),
         ("CartPole-v1", "mlp", True, {}, {}),
         ("CartPole-v1", "gru", True, {}, {}),
+        ("tests.rl.test_connectors:Float64CartPole", "rmc", True, {}, {}),
+        ("Blackjack-v1", "lstm", True, {}, {}),  # a Tuple of Discrete parts
         ("rmc_agents.rl.toy_envs:CueRecall", "rmc", True, {}, {"prev_action": True}),
         ("rmc_agents.rl.toy_envs:CueRecall", "gru", True, {}, {"prev_reward": True}),
     ],
@@ -114,11 +134,11 @@ def test_one_pass_connectors_record_what_rllibs_pipelines_record(
         calls, steps = 4, 23
         got = _sample(ours, calls, steps, explore)
         want = _sample(theirs, calls, steps, explore)
-        if core != "mlp":
+        if core != "mlp" and env != "Blackjack-v1":  # (a Blackjack hand lasts 1-3 steps)
             assert any(e.t_started > 0 for e in got), "no continuation chunk"
         _assert_same_episodes(got, want)
         if "Pacman" not in env:  # (Mini-Pacman's episodes outlast these 92 steps per env)
-            assert sum(e.is_done for e in got) >= 3, "too few resets"
+            assert sum(e.is_done for e in got) >= 2, "too few resets"
     finally:
         ours.stop()
         theirs.stop()
@@ -126,8 +146,6 @@ def test_one_pass_connectors_record_what_rllibs_pipelines_record(
 
 def test_rllibs_pipelines_are_kept_where_the_one_pass_pieces_do_not_apply():
     """Text parts and Box actions: RLlib's default pieces."""
-    import gymnasium as gym
-
     box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
     assert not fast_connectors_apply(box, box)
     assert fast_connectors_apply(box, gym.spaces.MultiDiscrete([2, 3]))

@@ -184,17 +184,17 @@ def main() -> None:
             eager_s = graph_s = par = par_graph = None
             if cuda:
                 eager = copy.deepcopy(module).to("cuda")
-                eager._graphed_unroll = None  # the plain unroll
+                eager.disable_cuda_graphs()  # the plain unroll
                 par = parity(module, eager, batch, weights)
                 eager_s = time_steps(eager, batch, weights, "cuda", args.repeats)
-                if getattr(module, "_graphed_unroll", None) is not None:
+                if module.graphed_unroll is not None:
                     graphed = copy.deepcopy(module).to("cuda")
                     # A batch whose chunk count is not a multiple of the padding bucket.
                     odd = make_batch(module, run, obs_space, seed=1, less=3)
                     par_graph = parity(module, graphed, odd, random_weights(module, odd))
                     graph_s = time_steps(graphed, batch, weights, "cuda", args.repeats)
-                    if graphed._graphed_unroll.failed:
-                        print(f"graph capture failed: {graphed._graphed_unroll.failed}")
+                    if graphed.graphed_unroll.failed:
+                        print(f"graph capture failed: {graphed.graphed_unroll.failed}")
             # Env frames per learner batch: the unroll of each chunk (the rest is padding/bootstrap).
             frames = chunks * run.training.rollout_fragment_length
             best = graph_s or eager_s

@@ -85,7 +85,12 @@ def main() -> None:
     if args.configs:
         for path in args.configs:
             runs.append(
-                load_config(RunSettings, path, overrides={**extra, "stop.timesteps": args.frames})
+                load_config(
+                    RunSettings,
+                    path,
+                    overrides={**extra, "stop.timesteps": args.frames},
+                    skip_none=False,  # --set KEY=null sets null
+                )
             )
     else:
         for core in args.models.split(","):
@@ -98,6 +103,7 @@ def main() -> None:
                         "model.core": core,
                         "stop.timesteps": args.frames,
                     },
+                    skip_none=False,
                 )
             )
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)

@@ -111,7 +111,7 @@ def lstm_hidden_matching(rmc_args: list[str], data: Path) -> tuple[int, int]:
     from rmc_agents.supervised.language_model import LanguageModel, LMConfig, load_corpus
 
     args = build_parser().parse_args(["language-model", *rmc_args, "--data", str(data)])
-    cfg = load_config(LMConfig, args.config, _overrides(args))
+    cfg = load_config(LMConfig, args.config, _overrides(args), skip_none=False)
     vocab = len(load_corpus(data, cfg.task.max_vocab).vocab)
 
     def count(core: str, hidden: int | None = None) -> int:

@@ -41,7 +41,7 @@ def _counters(result: dict) -> tuple[float, float]:
 
 def _graph_report(learner) -> str:
     """Whether the learner's core ran from CUDA graphs (empty on a CPU learner)."""
-    graphed = getattr(learner.module["default_policy"], "_graphed_unroll", None)
+    graphed = getattr(learner.module["default_policy"], "graphed_unroll", None)  # (ours only)
     if graphed is None or not graphed.graphs and graphed.failed is None:
         return ""
     if graphed.failed:
@@ -135,7 +135,10 @@ def main() -> None:
     from rmc_agents.rl.impala import build_impala_config, set_driver_threads
     from rmc_agents.rl.settings import RunSettings
 
-    base = load_config(RunSettings, args.config, overrides={"env": args.env, **extra})
+    # skip_none=False: --set KEY=null sets null (no other override here can be None).
+    base = load_config(
+        RunSettings, args.config, overrides={"env": args.env, **extra}, skip_none=False
+    )
     set_driver_threads(base)  # the same for every model: each learner runs in this process
     ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     rows = []
@@ -144,7 +147,10 @@ def main() -> None:
         for name in args.models.split(","):
             core = "lstm" if name == "rllib_lstm" else name
             run = load_config(
-                RunSettings, args.config, overrides={**extra, "env": args.env, "model.core": core}
+                RunSettings,
+                args.config,
+                overrides={**extra, "env": args.env, "model.core": core},
+                skip_none=False,
             )
             config = build_impala_config(run)
             if name == "rllib_lstm":

@@ -57,6 +57,7 @@ def load_config(
     cls: type[T],
     path: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    skip_none: bool = True,
 ) -> T:
     """Build a ``cls`` instance from defaults, then a YAML file, then dotted-key overrides.
 
@@ -64,7 +65,9 @@ def load_config(
         cls: a dataclass type (fields may be nested dataclasses).
         path: YAML file holding a mapping; ``None`` means defaults only.
         overrides: ``{"dotted.key": value}`` applied after the file (e.g. from CLI flags);
-            ``None`` values are skipped so that unset flags keep the file's value.
+            ``None`` values are skipped so that unset flags keep the file's value...
+        skip_none: ...unless this is False: then ``None`` sets the key to null (``--set
+            KEY=null``; the caller leaves out the flags that were not given).
 
     Raises:
         ConfigError: the file is missing or not a mapping, or a key is unknown, of the wrong
@@ -90,7 +93,7 @@ def load_config(
         data = loaded
     cfg = config_from_dict(cls, data, source=source)
     if overrides:
-        cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(cfg, overrides, skip_none=skip_none)
     return cfg
 
 

@@ -114,3 +114,10 @@ def test_set_items_are_read_as_yaml_and_bad_ones_are_named():
             parse_set_items([bad])
     with pytest.raises(ConfigError, match="cannot read value"):
         parse_set_items(["k=[1, 2"])
+
+
+def test_none_overrides_set_null_when_not_skipped(tmp_path):
+    """``--set KEY=null`` reaches the config (the callers leave out the flags not given)."""
+    path = write(tmp_path, "seed: 3\n")
+    assert load_config(Run, path, overrides={"seed": None}).seed == 3  # an unset flag
+    assert load_config(Run, path, overrides={"seed": None}, skip_none=False).seed is None

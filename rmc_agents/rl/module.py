@@ -138,6 +138,16 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
             GraphedUnroll(self.core) if name == "rmc" and cfg["cuda_graphs"] else None
         )
 
+    @property
+    def graphed_unroll(self) -> GraphedUnroll | None:
+        """The RMC's CUDA-graph unroll (its ``graphs`` and ``failed`` report what happened), or
+        None: another core, ``cuda_graphs: false``, or turned off by :meth:`disable_cuda_graphs`."""
+        return self._graphed_unroll
+
+    def disable_cuda_graphs(self) -> None:
+        """Run the core's plain unroll from now on (e.g. to compare against the graphs)."""
+        self._graphed_unroll = None
+
     # --- state ---------------------------------------------------------------------------
 
     def get_initial_state(self) -> dict[str, np.ndarray]:

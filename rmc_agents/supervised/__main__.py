@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` items (``null`` included) and the flags that were given (unset ones left out)."""
     overrides = parse_set_items(args.sets)
     flags = {
         "model.core.name": args.model,
@@ -97,7 +98,7 @@ def resolve_config(args: argparse.Namespace, task_cls: type) -> tuple[Any, Path]
     overrides = _overrides(args)
     if args.data is not None and task_cls.name != "language-model":
         raise SupervisedError(f"--data is only used by language-model, not {task_cls.name}")
-    cfg = load_config(task_cls.config_class, args.config, overrides)
+    cfg = load_config(task_cls.config_class, args.config, overrides, skip_none=False)
     output = args.output or Path(
         "runs", "supervised", f"{task_cls.name}-{cfg.model.core.name}-s{cfg.train.seed}"
     )
@@ -107,7 +108,7 @@ def resolve_config(args: argparse.Namespace, task_cls: type) -> tuple[Any, Path]
             raise SupervisedError(f"--resume: no config.yaml in {output}; is it a run directory?")
         saved = load_config(task_cls.config_class, saved_path)
         if args.config is None:  # continue from the saved config, with the flags on top
-            cfg = apply_overrides(saved, overrides)
+            cfg = apply_overrides(saved, overrides, skip_none=False)
         new, old = _flatten(config_to_dict(cfg)), _flatten(config_to_dict(saved))
         for key in old:
             if key not in RESUMABLE_KEYS and new.get(key) != old[key]:

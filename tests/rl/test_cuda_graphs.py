@@ -123,6 +123,26 @@ def test_copies_drop_captured_graphs(fake_capture):
     assert pickle.loads(pickle.dumps(graphed)).graphs == {}
 
 
+def test_module_reports_and_can_turn_off_its_graphed_unroll():
+    """``graphed_unroll`` (RMC only, unless ``cuda_graphs: false``) and ``disable_cuda_graphs``."""
+    import gymnasium as gym
+    from ray.rllib.core.columns import Columns
+
+    from tests.rl.test_module import build, initial_state
+
+    space = gym.spaces.Box(-1.0, 1.0, (6,), "float32")
+    module = build("rmc", space)
+    assert isinstance(module.graphed_unroll, GraphedUnroll)
+    assert module.graphed_unroll.graphs == {} and module.graphed_unroll.failed is None
+    assert build("rmc", space, cuda_graphs=False).graphed_unroll is None
+    assert build("lstm", space).graphed_unroll is None
+    batch = {Columns.OBS: torch.rand(2, 3, 6), Columns.STATE_IN: initial_state(module, 2)}
+    before = module.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    module.disable_cuda_graphs()
+    assert module.graphed_unroll is None
+    torch.testing.assert_close(module.forward_train(batch)[Columns.ACTION_DIST_INPUTS], before)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("core_name", sorted(CORES))
 def test_real_cuda_graphs_match_eager(core_name):

@@ -130,6 +130,15 @@ def test_time_budget_stops_training(tiny_config_file, tmp_path: Path) -> None:
     )
     results = json.loads((out / "results.json").read_text())
     assert results["stopped_by"] == "time_budget" and results["steps"] < 1000
+    # --set KEY=null clears a key set by the config file (here the budget, back to none).
+    budget = tiny_config_file("nth-farthest", **{"train.time_budget_s": 1e-6})
+    out2 = tmp_path / "run2"
+    args2 = ["nth-farthest", "--config", str(budget), "--no-progress", "--steps", "3"]
+    assert main([*args2, "--set", "train.time_budget_s=null", "--output", str(out2)]) == 0
+    assert json.loads((out2 / "results.json").read_text())["steps"] == 3
+    out3 = tmp_path / "run3"  # (and without the --set, the file's budget stops it at once)
+    assert main([*args2, "--output", str(out3)]) == 0
+    assert json.loads((out3 / "results.json").read_text())["stopped_by"] == "time_budget"
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rmc_agents.rl.connectors import env_to_module_pipeline, module_to_env_pipeline
 from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
-from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA, NonFiniteGuardLearner
+from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA
 from rmc_agents.rl.module import RecurrentAgentModule
+from rmc_agents.rl.optim import AgentLearner
 from rmc_agents.rl.settings import RunSettings
 
 __all__ = ["build_impala_config", "module_spec", "set_driver_threads"]
@@ -90,7 +91,15 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
     # rmc_agents.rl.fault_tolerance: wait out a moment with every EnvRunner down instead of failing, and
     # refuse non-finite updates (RLlib would apply them silently).
     config.algo_class = FaultTolerantIMPALA
-    config.learners(learner_class=NonFiniteGuardLearner)
+    # rmc_agents.rl.optim: the non-finite guard, and Adam or the IMPALA paper's RMSProp.
+    config.learners(
+        learner_class=AgentLearner,
+        learner_config_dict={
+            "optimizer": tr.optimizer,
+            "rmsprop_decay": tr.rmsprop_decay,
+            "rmsprop_eps": tr.rmsprop_eps,
+        },
+    )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into
     # service by RLlib before the next training step (RLlib's defaults, stated here on purpose).
     config.fault_tolerance(

@@ -102,6 +102,9 @@ class TrainingSettings:
     vtrace_clip_rho_threshold: float = 1.0
     vtrace_clip_pg_rho_threshold: float = 1.0
     step_infos_to_learner: bool = False
+    optimizer: str = "adam"
+    rmsprop_decay: float = 0.99
+    rmsprop_eps: float = 0.01
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
@@ -110,6 +113,11 @@ class TrainingSettings:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if self.entropy_coeff < 0 or self.vf_loss_coeff < 0:
             raise ValueError("entropy_coeff and vf_loss_coeff must be >= 0")
+        if self.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        if not 0 <= self.rmsprop_decay < 1:
+            raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
+        _positive("rmsprop_eps", self.rmsprop_eps)
 
 
 @dataclass

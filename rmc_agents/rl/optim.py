@@ -1,0 +1,92 @@
+"""The learner's optimizer: Adam (RLlib's default) or the IMPALA paper's RMSProp.
+
+IMPALA (Espeholt et al. 2018) trained with TensorFlow 1's ``RMSPropOptimizer``: decay 0.99,
+epsilon 0.01, momentum 0 (SPEC.md section 3). TensorFlow's variant differs from
+``torch.optim.RMSprop`` in two ways that matter at epsilon 0.01:
+
+- epsilon is added *inside* the square root: ``g / sqrt(ms + eps)`` (torch: ``g / (sqrt(ms) +
+  eps)``); with ``eps = 0.01`` the denominator is at least 0.1, a step at most 10x the gradient;
+- the mean square starts at 1, not 0, so the first steps are about ``lr * g`` (torch's first step
+  is about ``10 * lr * sign(g)``, as its mean square starts at ``(1 - decay) * g^2``).
+
+:class:`TFRMSprop` implements that rule; :class:`AgentLearner` (the IMPALA learner of this
+project) uses it when ``training.optimizer`` is ``rmsprop``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
+
+__all__ = ["OPTIMIZERS", "AgentLearner", "TFRMSprop"]
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+class TFRMSprop(Optimizer):
+    """RMSProp as TensorFlow 1 computes it (momentum 0)::
+
+        ms <- decay * ms + (1 - decay) * g^2        (ms starts at 1)
+        w  <- w - lr * g / sqrt(ms + eps)
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate (RLlib's scheduler may change ``param_group["lr"]``).
+        decay: the mean square's decay (``rho`` in TensorFlow, ``alpha`` in torch).
+        eps: added to the mean square under the square root.
+    """
+
+    def __init__(self, params: Any, lr: float = 6e-4, decay: float = 0.99, eps: float = 0.01):
+        if lr < 0 or not 0.0 <= decay < 1.0 or eps <= 0:
+            raise ValueError(f"need lr >= 0, 0 <= decay < 1, eps > 0; got {lr}, {decay}, {eps}")
+        super().__init__(params, {"lr": lr, "decay": decay, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, decay, eps = group["lr"], group["decay"], group["eps"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["ms"] = torch.ones_like(param, memory_format=torch.preserve_format)
+                ms = state["ms"]
+                ms.mul_(decay).addcmul_(param.grad, param.grad, value=1.0 - decay)
+                param.addcdiv_(param.grad, ms.add(eps).sqrt_(), value=-lr)
+        return loss
+
+
+class AgentLearner(NonFiniteGuardLearner):
+    """IMPALA's torch learner with the non-finite guard and a choice of optimizer.
+
+    ``learner_config_dict["optimizer"]``: ``adam`` (RLlib's default: ``torch.optim.Adam``) or
+    ``rmsprop`` (:class:`TFRMSprop` with ``rmsprop_decay`` and ``rmsprop_eps``). The learning rate
+    (constant or annealed) is RLlib's scheduler's either way.
+    """
+
+    def configure_optimizers_for_module(self, module_id: Any, config: Any = None) -> None:
+        settings = (config or self.config).learner_config_dict or {}
+        name = settings.get("optimizer", "adam")
+        if name == "adam":
+            return super().configure_optimizers_for_module(module_id, config)
+        if name != "rmsprop":
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+        params = self.get_parameters(self._module[module_id])
+        optimizer = TFRMSprop(
+            params, decay=settings.get("rmsprop_decay", 0.99), eps=settings.get("rmsprop_eps", 0.01)
+        )
+        self.register_optimizer(
+            module_id=module_id,
+            optimizer=optimizer,
+            params=params,
+            lr_or_lr_schedule=(config or self.config).lr,
+        )

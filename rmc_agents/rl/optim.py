@@ -21,10 +21,9 @@ import torch
 from torch.optim import Optimizer
 
 from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
+from rmc_agents.rl.settings import OPTIMIZERS
 
 __all__ = ["OPTIMIZERS", "AgentLearner", "TFRMSprop"]
-
-OPTIMIZERS = ("adam", "rmsprop")
 
 
 class TFRMSprop(Optimizer):

@@ -86,6 +86,9 @@ class ModelSettings:
         }
 
 
+OPTIMIZERS = ("adam", "rmsprop")  # see rmc_agents.rl.optim
+
+
 @dataclass
 class TrainingSettings:
     """IMPALA (V-trace) settings. Defaults follow the IMPALA paper's Atari agent (SPEC 3),
@@ -113,8 +116,8 @@ class TrainingSettings:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if self.entropy_coeff < 0 or self.vf_loss_coeff < 0:
             raise ValueError("entropy_coeff and vf_loss_coeff must be >= 0")
-        if self.optimizer not in ("adam", "rmsprop"):
-            raise ValueError(f"optimizer must be adam or rmsprop, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not 0 <= self.rmsprop_decay < 1:
             raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
         _positive("rmsprop_eps", self.rmsprop_eps)

@@ -130,9 +130,8 @@ def main() -> None:
     import ray
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
+    from rmc_agents.rl.impala import build_impala_config, set_driver_threads, use_rllib_sampling
     from rmc_agents.rl.settings import RunSettings
 
     # skip_none=False: --set KEY=null sets null (no other override here can be None).
@@ -167,13 +166,7 @@ def main() -> None:
                     ),
                 )
                 if args.baseline_pipeline == "rllib":
-                    config.env_runners(
-                        env_runner_cls=SingleAgentEnvRunner,
-                        env_to_module_connector=None,
-                        module_to_env_connector=None,
-                        add_default_connectors_to_env_to_module_pipeline=True,
-                        add_default_connectors_to_module_to_env_pipeline=True,
-                    )
+                    use_rllib_sampling(config)
             algos[name] = config.build_algo()
             # The learner may be a remote actor (num_learners >= 1): ask it.
             counts = algos[name].learner_group.foreach_learner(

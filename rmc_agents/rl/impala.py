@@ -15,7 +15,7 @@ from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.optim import AgentLearner
 from rmc_agents.rl.settings import RunSettings
 
-__all__ = ["build_impala_config", "module_spec", "set_driver_threads"]
+__all__ = ["build_impala_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
 
 
 def module_spec(run: RunSettings) -> RLModuleSpec:
@@ -108,3 +108,18 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
         env_runner_health_probe_timeout_s=30.0,
     )
     return config
+
+
+def use_rllib_sampling(config: IMPALAConfig, env_to_module_connector: Any = None) -> IMPALAConfig:
+    """Put ``config`` back on RLlib's stock sampling: its ``SingleAgentEnvRunner`` and default
+    connector pipelines (after ``env_to_module_connector``'s pieces, if given), instead of this
+    project's (``LeanEnvRunner``, ``rmc_agents.rl.connectors``). For comparisons."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    return config.env_runners(
+        env_runner_cls=SingleAgentEnvRunner,
+        env_to_module_connector=env_to_module_connector,
+        module_to_env_connector=None,
+        add_default_connectors_to_env_to_module_pipeline=True,
+        add_default_connectors_to_module_to_env_pipeline=True,
+    )

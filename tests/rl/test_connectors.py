@@ -22,7 +22,7 @@ from rmc_agents.rl.connectors import (
     fast_connectors_apply,
 )
 from rmc_agents.rl.env_runner import LeanEnvRunner
-from rmc_agents.rl.impala import build_impala_config
+from rmc_agents.rl.impala import build_impala_config, use_rllib_sampling
 from rmc_agents.rl.settings import ModelSettings, RunSettings
 
 
@@ -53,9 +53,9 @@ def _configs(env: str, core: str, env_kwargs: dict | None = None, **model: objec
     ours = build_impala_config(run)
     rllib = ours.copy(copy_frozen=False)
     prev = (int(run.model.prev_action), int(run.model.prev_reward))
-    rllib.env_runners(
-        env_runner_cls=SingleAgentEnvRunner,
-        env_to_module_connector=(
+    use_rllib_sampling(
+        rllib,
+        (
             (
                 lambda env, spaces, device: [
                     PreviousActionsRewards(n_prev_actions=prev[0], n_prev_rewards=prev[1])
@@ -64,9 +64,6 @@ def _configs(env: str, core: str, env_kwargs: dict | None = None, **model: objec
             if any(prev)
             else None
         ),
-        module_to_env_connector=None,
-        add_default_connectors_to_env_to_module_pipeline=True,
-        add_default_connectors_to_module_to_env_pipeline=True,
     )
     return ours, rllib
 

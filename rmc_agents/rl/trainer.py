@@ -84,6 +84,16 @@ def _number(value: Any) -> float | None:
 # --- output directory ----------------------------------------------------------------------
 
 
+def prepare_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
+    """Check, then clean/create ``output``; return the checkpoint to resume from (or None).
+
+    Raises: as :func:`check_output`.
+    """
+    restore_from = check_output(output, resume, overwrite)
+    _make_output(output, restore_from)
+    return restore_from
+
+
 def _make_output(output: Path, restore_from: Path | None) -> None:
     """After :func:`check_output` passed: clear a run being overwritten, create the directory."""
     if restore_from is None:
@@ -494,4 +504,4 @@ def train(
     return summary
 
 
-__all__ += ["ConfigError", "check_output", "load_run_settings"]
+__all__ += ["ConfigError", "check_output", "load_run_settings", "prepare_output"]

@@ -91,13 +91,16 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
     # rmc_agents.rl.fault_tolerance: wait out a moment with every EnvRunner down instead of failing, and
     # refuse non-finite updates (RLlib would apply them silently).
     config.algo_class = FaultTolerantIMPALA
-    # rmc_agents.rl.optim: the non-finite guard, and Adam or the IMPALA paper's RMSProp.
+    # rmc_agents.rl.optim: V-trace that bootstraps at fragment cuts (rmc_agents.rl.vtrace), the
+    # non-finite guard, and Adam or the IMPALA paper's RMSProp.
     config.learners(
         learner_class=AgentLearner,
         learner_config_dict={
             "optimizer": tr.optimizer,
             "rmsprop_decay": tr.rmsprop_decay,
             "rmsprop_eps": tr.rmsprop_eps,
+            "vtrace": tr.vtrace,
+            "reward_scale": tr.reward_scale,
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 
 from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
 from rmc_agents.rl.settings import OPTIMIZERS
+from rmc_agents.rl.vtrace import BootstrapVTraceLearner
 
 __all__ = ["OPTIMIZERS", "AgentLearner", "TFRMSprop"]
 
@@ -64,8 +65,10 @@ class TFRMSprop(Optimizer):
         return loss
 
 
-class AgentLearner(NonFiniteGuardLearner):
-    """IMPALA's torch learner with the non-finite guard and a choice of optimizer.
+class AgentLearner(NonFiniteGuardLearner, BootstrapVTraceLearner):
+    """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
+    (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard and a choice of
+    optimizer.
 
     ``learner_config_dict["optimizer"]``: ``adam`` (RLlib's default: ``torch.optim.Adam``) or
     ``rmsprop`` (:class:`TFRMSprop` with ``rmsprop_decay`` and ``rmsprop_eps``). The learning rate

@@ -108,6 +108,8 @@ class TrainingSettings:
     optimizer: str = "adam"
     rmsprop_decay: float = 0.99
     rmsprop_eps: float = 0.01
+    vtrace: Literal["bootstrap", "rllib"] = "bootstrap"  # rmc_agents.rl.vtrace
+    reward_scale: float = 1.0  # rewards times this in the loss (values in scaled units)
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
@@ -121,6 +123,7 @@ class TrainingSettings:
         if not 0 <= self.rmsprop_decay < 1:
             raise ValueError(f"rmsprop_decay must be in [0, 1), got {self.rmsprop_decay}")
         _positive("rmsprop_eps", self.rmsprop_eps)
+        _positive("reward_scale", self.reward_scale)
 
 
 @dataclass

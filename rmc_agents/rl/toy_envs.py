@@ -12,6 +12,11 @@ that lost its memory at the first chunk boundary would get at most
 ``CueRecallDict``: the same task behind a ``Dict`` observation (a ``Discrete`` cue, a small image and
 a ``Text`` part that encoders skip), to exercise the Dict torso.
 
+``PaysForever``: the same observation every step and 0.01 reward per step whatever the action, cut
+only by truncation. With discount ``gamma`` the true value is ``0.01 / (1 - gamma)`` (1.0 at 0.99)
+at every step: a value function learns it only if its targets bootstrap across fragment cuts and
+truncations (``rmc_agents.rl.vtrace``).
+
 Use them with ``--env rmc_agents.rl.toy_envs:CueRecall``.
 
 ``StatelessCartPole-v1``: RLlib's ``StatelessCartPole`` (CartPole that shows the cart position and pole
@@ -27,7 +32,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["STATELESS_CARTPOLE_ID", "CueRecall", "CueRecallDict"]
+__all__ = ["STATELESS_CARTPOLE_ID", "CueRecall", "CueRecallDict", "PaysForever"]
 
 STATELESS_CARTPOLE_ID = "StatelessCartPole-v1"
 if STATELESS_CARTPOLE_ID not in gym.registry:
@@ -131,3 +136,32 @@ class CueRecallDict(CueRecall):
         return self._with_mission(
             {"cue": 0, "first": np.zeros(1, np.int8), "image": np.zeros((5, 5, 3), np.uint8)}
         )
+
+
+class PaysForever(gym.Env):
+    """``reward`` at every step, forever: never terminated, truncated after ``length`` steps.
+
+    Observation: ``Box(0, 1, (1,))``, always ``[1]``. Actions: ``Discrete(2)``, both alike.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, reward: float = 0.01, length: int = 1000) -> None:
+        if length < 1:
+            raise ValueError(f"need length >= 1, got {length}")
+        self.reward = float(reward)
+        self.length = length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self._t = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return np.ones(1, np.float32), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        self._t += 1
+        return np.ones(1, np.float32), self.reward, False, self._t >= self.length, {}

@@ -1,0 +1,216 @@
+"""V-trace that bootstraps at every fragment cut, and the IMPALA loss that uses it.
+
+**Why this is ours.** RLlib 2.60's IMPALA appends one phantom step to each episode fragment
+(``AddOneTsToEpisodesAndTruncate``): the next observation, so that its value ``V(x_{s+n})`` can be
+computed, with ``loss_mask = False``. Its loss then builds ``discounts = gamma * (1 - terminated) *
+loss_mask`` and runs V-trace over the phantom step as over any other. The phantom step's discount
+is 0 but its ``delta = rho_b * (0 + 0 - V_b)`` is not, and the recursion carries it into the last
+real step::
+
+    v_{L-1} - V_{L-1} = delta_{L-1} + gamma * c_{L-1} * (-rho_b * V_b)
+
+so the target at every cut is ``r + gamma * (1 - rho_b) * V_b`` (with ``rho_{L-1} = c_{L-1} = 1``)
+instead of ``r + gamma * V_b``. With ``rho_b`` near 1 every fragment cut acts like a terminal state
+and the error flows back through the fragment: on an env paying 0.01 per step forever (gamma 0.99,
+true value 1.0) the stock loss trains the value to about 0.1-0.15. ``bench/vtrace_check.py`` shows it
+on one small batch.
+
+**What this module does instead** (the IMPALA paper's equations, Espeholt et al. 2018, eq. 1)::
+
+    v_s = V(x_s) + sum_{t=s}^{s+n-1} gamma^{t-s} (prod_{i=s}^{t-1} c_i) rho_t (r_t + gamma V(x_{t+1}) - V(x_t))
+    A_s = rho^pg_s (r_s + gamma v_{s+1} - V(x_s)),        v_{s+n} = V(x_{s+n})
+
+Masked steps (the phantom bootstrap step, zero padding) contribute nothing: their ``rho`` and ``c``
+are 0, so the bootstrap value enters only as ``V(x_{s+n})`` of the last real step. A termination
+stops bootstrapping (``gamma`` is 0 after a terminal step); a Gymnasium truncation and a fragment cut
+bootstrap from the value of the next observation (the phantom step). A fragment longer than a learner
+chunk (``max_seq_len`` below the fragment length) spans several rows of the batch: the recursion
+carries on from one row into the next, so every step gets the whole fragment's V-trace target (the
+stock loss restarts the recursion at each row).
+
+Everything else of RLlib's IMPALA loss is kept as it is (policy-gradient, value and entropy terms,
+their means over real steps, the logged metrics): :class:`BootstrapVTraceLearner` overrides only
+``compute_loss_for_module``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.learner import ENTROPY_KEY
+
+__all__ = ["VTRACE_MODES", "BootstrapVTraceLearner", "batch_rows", "vtrace_rows"]
+
+#: ``training.vtrace``: ``bootstrap`` (this module) or ``rllib`` (RLlib 2.60's stock loss, kept for
+#: comparisons and to reproduce the defect).
+VTRACE_MODES = ("bootstrap", "rllib")
+
+
+def vtrace_rows(
+    *,
+    log_rhos: torch.Tensor,
+    values: torch.Tensor,
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    mask: torch.Tensor,
+    clip_rho_threshold: float | None = 1.0,
+    clip_c_threshold: float | None = 1.0,
+    clip_pg_rho_threshold: float | None = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """V-trace targets ``vs`` and policy-gradient advantages over a batch of rows.
+
+    All inputs are ``[B, T]``, batch-major, in the batch's order: step ``(b, t)`` is followed by
+    ``(b, t + 1)``, and the last step of row ``b`` by the first of row ``b + 1`` (RLlib lays an
+    episode's chunks one after another; an episode fragment always ends with its masked bootstrap
+    step, so a row whose last step is real continues in the next row).
+
+    Args:
+        log_rhos: ``log pi(a|x) - log mu(a|x)``, target minus behaviour policy.
+        values: ``V(x_t)`` of the target policy's value function.
+        rewards: ``r_t``.
+        discounts: ``gamma * (1 - terminated_t)``: the discount from ``t`` to ``t + 1``.
+        mask: True (or 1) at real steps; False at bootstrap steps and padding, which take part
+            only as the ``V(x_{t+1})`` of the step before them.
+        clip_rho_threshold: ``rho_bar`` for the targets (None: no clipping).
+        clip_c_threshold: ``c_bar`` for the trace (None: no clipping).
+        clip_pg_rho_threshold: the clip of ``rho`` in the policy-gradient advantage.
+
+    Returns:
+        ``(vs, pg_advantages)``, both ``[B, T]``, without gradients. At masked steps ``vs`` equals
+        ``values`` and the advantage is 0.
+    """
+    with torch.no_grad():
+        valid = mask.bool()
+        values = values.detach()
+        zero = torch.zeros_like(values)
+        rhos = torch.exp(torch.where(valid, log_rhos.detach(), zero))
+
+        def clipped(threshold: float | None) -> torch.Tensor:
+            r = rhos if threshold is None else torch.clamp(rhos, max=threshold)
+            return torch.where(valid, r, zero)
+
+        rho, c, pg_rho = (
+            clipped(clip_rho_threshold),
+            clipped(clip_c_threshold),
+            clipped(clip_pg_rho_threshold),
+        )
+        disc = torch.where(valid, discounts.to(values.dtype), zero)
+        rewards = torch.where(valid, rewards.to(values.dtype), zero)
+
+        def successor(x: torch.Tensor) -> torch.Tensor:
+            flat = x.reshape(-1)
+            return torch.cat([flat[1:], flat.new_zeros(1)]).reshape(x.shape)
+
+        deltas = rho * (rewards + disc * successor(values) - values)
+        trace = disc * c
+        b, t_len = values.shape
+        # Backward recursion within each row (as if the row ended the trajectory) ...
+        local = torch.empty_like(values)
+        gain = torch.empty_like(values)
+        acc = values.new_zeros(b)
+        prod = values.new_ones(b)
+        for t in reversed(range(t_len)):
+            acc = deltas[:, t] + trace[:, t] * acc
+            prod = trace[:, t] * prod
+            local[:, t] = acc
+            gain[:, t] = prod
+        # ... then carry each row's start into the row before it, where that row ends on a real
+        # step (its trace product is not 0): v_t - V_t = local_t + gain_t * (v - V at next row start).
+        carry = values.new_zeros(b)
+        row_gain = gain[:, 0]
+        if b > 1 and bool((row_gain[:-1] != 0).any()):
+            starts, gains = local[:, 0].tolist(), row_gain.tolist()
+            carried, following = [0.0] * b, 0.0
+            for row in reversed(range(b)):
+                carried[row] = following
+                following = starts[row] + gains[row] * following
+            carry = torch.tensor(carried, dtype=values.dtype, device=values.device)
+        vs = values + local + gain * carry[:, None]
+        pg_advantages = pg_rho * (rewards + disc * successor(vs) - values)
+    return vs, pg_advantages
+
+
+def batch_rows(x: torch.Tensor, row_len: int, stateful: bool) -> torch.Tensor:
+    """The learner batch's ``x`` as ``[B, T]`` rows in batch order.
+
+    A stateful module's batch is already ``[B, T]`` (chunks of ``max_seq_len``); a stateless
+    module's is flat ``[N]`` (episodes one after another), cut here into rows of ``row_len`` with
+    zeros after the last (masked, as its loss mask is zero-padded the same way).
+    """
+    if stateful:
+        return x
+    pad = (-x.shape[0]) % row_len
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, *x.shape[1:])])
+    return x.reshape(-1, row_len, *x.shape[1:])
+
+
+class BootstrapVTraceLearner(IMPALATorchLearner):
+    """RLlib's IMPALA torch learner with :func:`vtrace_rows` targets (see the module docstring).
+
+    ``learner_config_dict["vtrace"]``: ``bootstrap`` (default) or ``rllib`` (the stock loss);
+    ``learner_config_dict["reward_scale"]``: rewards are multiplied by it in the loss (default 1;
+    the value function then predicts scaled returns). The stock loss ignores it.
+    """
+
+    def compute_loss_for_module(
+        self, *, module_id: Any, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
+    ) -> torch.Tensor:
+        settings = config.learner_config_dict or {}
+        mode = settings.get("vtrace", "bootstrap")
+        if mode == "rllib":
+            return super().compute_loss_for_module(
+                module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
+            )
+        if mode != "bootstrap":
+            raise ValueError(f"training.vtrace must be one of {VTRACE_MODES}, got {mode!r}")
+        module = self.module[module_id].unwrapped()
+        stateful = batch.get(Columns.SEQ_LENS) is not None
+
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            return batch_rows(x, config.get_rollout_fragment_length(), stateful)
+
+        loss_mask = batch[Columns.LOSS_MASK].float()
+        size_loss_mask = torch.sum(loss_mask)
+        dist = module.get_train_action_dist_cls().from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        target_logp = dist.logp(batch[Columns.ACTIONS])
+        values = module.compute_values(batch, embeddings=fwd_out.get(Columns.EMBEDDINGS))
+        mask_rows = rows(loss_mask)
+        target_logp_rows = rows(target_logp)
+        values_rows = rows(values)
+        vs, pg_advantages = vtrace_rows(
+            log_rhos=target_logp_rows - rows(batch[Columns.ACTION_LOGP]),
+            values=values_rows,
+            rewards=rows(batch[Columns.REWARDS]) * settings.get("reward_scale", 1.0),
+            discounts=config.gamma * (1.0 - rows(batch[Columns.TERMINATEDS]).float()),
+            mask=mask_rows,
+            clip_rho_threshold=config.vtrace_clip_rho_threshold,
+            clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
+        )
+        # The rest is RLlib's IMPALA loss as it stands (sums over real steps, divided by their count).
+        pi_loss = -torch.sum(target_logp_rows * pg_advantages * mask_rows)
+        mean_pi_loss = pi_loss / size_loss_mask
+        vf_loss = 0.5 * torch.sum((values_rows - vs) ** 2 * mask_rows)
+        mean_vf_loss = vf_loss / size_loss_mask
+        mean_entropy_loss = -torch.sum(dist.entropy() * loss_mask) / size_loss_mask
+        entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        total_loss = (
+            mean_pi_loss + mean_vf_loss * config.vf_loss_coeff + mean_entropy_loss * entropy_coeff
+        )
+        self.metrics.log_dict(
+            {
+                "pi_loss": pi_loss,
+                "mean_pi_loss": mean_pi_loss,
+                "vf_loss": vf_loss,
+                "mean_vf_loss": mean_vf_loss,
+                ENTROPY_KEY: -mean_entropy_loss,
+                "mean_value": torch.sum(values_rows.detach() * mask_rows) / size_loss_mask,
+                "mean_vtrace_target": torch.sum(vs * mask_rows) / size_loss_mask,
+            },
+            key=module_id,
+            window=1,
+        )
+        return total_loss

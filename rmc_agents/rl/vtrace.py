@@ -97,8 +97,9 @@ def vtrace_rows(
             clipped(clip_c_threshold),
             clipped(clip_pg_rho_threshold),
         )
-        disc = torch.where(valid, discounts.to(values.dtype), zero)
-        rewards = torch.where(valid, rewards.to(values.dtype), zero)
+        # (rho = c = 0 at masked steps: their delta, trace and advantage are 0 whatever their
+        # reward and discount.)
+        disc, rewards = discounts.to(values.dtype), rewards.to(values.dtype)
 
         def successor(x: torch.Tensor) -> torch.Tensor:
             flat = x.reshape(-1)

@@ -111,3 +111,57 @@ def test_a_failing_loss_stops_the_run_with_the_error(ray_cluster, tmp_path, tiny
     run.stall_seconds = 60
     with pytest.raises(TrainingError, match="deliberately broken value head|no progress"):
         train(run, tmp_path / "broken", log=lambda line: None)
+
+
+def _learned_value(output, core):
+    """The trained module's value of PaysForever's one observation (at the initial state)."""
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(
+        str(output / "checkpoint/learner_group/learner/rl_module/default_policy")
+    )
+    batch = {"obs": torch.ones(1, 1, 1)}
+    if core == "mlp":
+        batch = {"obs": torch.ones(1, 1)}
+    else:
+        state = module.get_initial_state()
+        batch["state_in"] = {k: torch.as_tensor(v)[None] for k, v in state.items()}
+    with torch.no_grad():
+        return float(module.compute_values(batch).reshape(-1)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "core, vtrace, max_seq_len",
+    [("mlp", "bootstrap", 12), ("lstm", "bootstrap", 4), ("mlp", "rllib", 12)],
+    ids=["mlp", "lstm_chunks_of_4", "rllib_stock_loss"],
+)
+def test_value_is_learned_only_when_targets_bootstrap(
+    ray_cluster, tmp_path, tiny, core, vtrace, max_seq_len
+):
+    """0.01 reward per step forever, cut only by fragments and truncation: the true value is
+    0.01 / (1 - 0.99) = 1.0. Targets that treat a fragment cut as terminal (RLlib's stock loss)
+    see only the 10 steps of a fragment: their value stays near 0.1."""
+    run = load_config(
+        RunSettings,
+        overrides={
+            **tiny,
+            "env": "rmc_agents.rl.toy_envs:PaysForever",
+            "model.core": core,
+            "model.max_seq_len": max_seq_len,
+            "training.vtrace": vtrace,
+            "training.lr": 0.003,
+            "training.rollout_fragment_length": 10,
+            "training.train_batch_size": 160,
+            "resources.envs_per_runner": 16,
+            "min_sample_timesteps_per_iteration": 2000,
+            "stop.timesteps": 30_000,
+        },
+    )
+    train(run, tmp_path / core, log=lambda line: None)
+    value = _learned_value(tmp_path / core, core)
+    if vtrace == "bootstrap":
+        assert 0.7 < value < 1.2, value
+    else:
+        assert value < 0.3, value

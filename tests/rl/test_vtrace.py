@@ -1,0 +1,452 @@
+"""V-trace against the IMPALA paper's equations, on batches laid out as RLlib's learner lays them.
+
+The reference (:func:`textbook`) is written per trajectory from the paper's sums (Espeholt et al.
+2018, eq. 1 and the policy-gradient advantage of section 4.2), not from a recursion: a fragment of
+``n`` real steps with the value ``V(x_{s+n})`` of the observation after it (0 after a termination).
+:func:`rllib_layout` lays trajectories out as RLlib 2.60's IMPALA learner connector does (one
+bootstrap step appended to every fragment with ``loss_mask`` False, chunks of ``max_seq_len`` rows,
+zero padding); ``test_rllib_lays_batches_out_as_the_reference_does`` checks that claim against the
+real connector. Every layout case also shows that RLlib's stock loss misses the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.algorithms.impala.torch.vtrace_torch_v2 import vtrace_torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.models.torch.torch_distributions import TorchCategorical
+
+from rmc_agents.rl.vtrace import BootstrapVTraceLearner, batch_rows, vtrace_rows
+
+GAMMA = 0.97
+
+
+@dataclass
+class Traj:
+    """One episode fragment: ``n`` real steps and the value of the observation after them."""
+
+    rewards: np.ndarray
+    values: np.ndarray  # V(x_s) .. V(x_{s+n-1})
+    bootstrap: float  # V(x_{s+n}): the phantom step's value
+    log_rhos: np.ndarray
+    terminated: bool = False
+
+
+def make_traj(rng, n, terminated=False, rho_spread=0.5):
+    return Traj(
+        rewards=rng.normal(size=n),
+        values=rng.normal(size=n) * 3,
+        bootstrap=float(rng.normal() * 3 + 5),
+        log_rhos=rng.normal(size=n) * rho_spread,
+        terminated=terminated,
+    )
+
+
+def textbook(traj, gamma=GAMMA, rho_bar=1.0, c_bar=1.0, pg_bar=1.0):
+    """``v_s`` and ``A_s`` of the IMPALA paper, summed term by term."""
+    n = len(traj.rewards)
+    v = np.append(traj.values, 0.0 if traj.terminated else traj.bootstrap)
+    g = np.full(n, gamma)
+    if traj.terminated:
+        g[-1] = 0.0
+    rhos = np.exp(traj.log_rhos)
+    rho, c = np.minimum(rho_bar, rhos), np.minimum(c_bar, rhos)
+    pg_rho = np.minimum(pg_bar, rhos)
+    vs = np.empty(n + 1)
+    vs[n] = v[n]
+    for s in range(n):
+        total, coef = 0.0, 1.0
+        for t in range(s, n):
+            total += coef * rho[t] * (traj.rewards[t] + g[t] * v[t + 1] - v[t])
+            coef *= g[t] * c[t]
+        vs[s] = v[s] + total
+    adv = pg_rho * (traj.rewards + g * vs[1:] - v[:n])
+    return vs[:n], adv
+
+
+def rllib_layout(trajs, max_seq_len, rng):
+    """``[B, T]`` rows as RLlib's learner connector builds them, and where each real step went.
+
+    Every fragment gets a bootstrap step (reward 0, the next observation's value, a copy of the
+    last action's log-prob, not terminated, ``loss_mask`` False), is cut into chunks of
+    ``max_seq_len`` and zero-padded; chunks follow each other in fragment order. Padding gets
+    arbitrary values and log-probs (the model's outputs on zero observations).
+    """
+    cols = {k: [] for k in ("rewards", "values", "log_rhos", "terminated", "mask")}
+    where = []
+    for traj in trajs:
+        n = len(traj.rewards)
+        seq = {
+            "rewards": np.append(traj.rewards, 0.0),
+            "values": np.append(traj.values, traj.bootstrap),
+            "log_rhos": np.append(traj.log_rhos, rng.normal()),
+            "terminated": np.append(np.arange(n) == n - 1, False) & traj.terminated,
+            "mask": np.append(np.ones(n, bool), False),
+        }
+        steps = []
+        for start in range(0, n + 1, max_seq_len):
+            row = len(cols["mask"])
+            chunk_len = min(max_seq_len, n + 1 - start)
+            pad = max_seq_len - chunk_len
+            for key, arr in seq.items():
+                piece = arr[start : start + chunk_len]
+                filler = (
+                    rng.normal(size=pad) * 7 if key in ("values", "log_rhos") else np.zeros(pad)
+                )
+                cols[key].append(np.concatenate([piece, filler.astype(piece.dtype)]))
+            steps += [(row, col) for col in range(chunk_len)]
+        where.append(steps[:n])
+    rows = {k: np.stack(v) for k, v in cols.items()}
+    return rows, where
+
+
+def flat_layout(trajs, rng):
+    """A stateless module's batch: fragments (each with its bootstrap step) back to back, flat;
+    and the flat index of each real step."""
+    rows, where = rllib_layout(trajs, 10_000, rng)  # one row per fragment
+    lengths = [len(t.rewards) + 1 for t in trajs]
+    flat = {k: np.concatenate([v[i, :n] for i, n in enumerate(lengths)]) for k, v in rows.items()}
+    starts = np.cumsum([0, *lengths])
+    return flat, [[starts[i] + c for _, c in steps] for i, steps in enumerate(where)]
+
+
+def ours(rows, gamma=GAMMA, **clips):
+    t = {k: torch.as_tensor(v) for k, v in rows.items()}
+    vs, adv = vtrace_rows(
+        log_rhos=t["log_rhos"].double(),
+        values=t["values"].double(),
+        rewards=t["rewards"].double(),
+        discounts=gamma * (1.0 - t["terminated"].double()),
+        mask=t["mask"],
+        **clips,
+    )
+    return vs.numpy(), adv.numpy()
+
+
+def stock(rows, gamma=GAMMA):
+    """RLlib 2.60's IMPALA loss's V-trace call, as ``IMPALATorchLearner`` makes it."""
+    t = {k: torch.as_tensor(v).double().T for k, v in rows.items()}  # time-major
+    values = t["values"]
+    bootstrap_values = torch.cat([values[0][1:], values[0][0:1]])
+    vs, adv = vtrace_torch(
+        target_action_log_probs=t["log_rhos"],
+        behaviour_action_log_probs=torch.zeros_like(t["log_rhos"]),
+        discounts=(1.0 - t["terminated"]) * gamma * t["mask"],
+        rewards=t["rewards"],
+        values=values,
+        bootstrap_values=bootstrap_values,
+        clip_rho_threshold=1.0,
+        clip_pg_rho_threshold=1.0,
+    )
+    return vs.T.numpy(), adv.T.numpy()
+
+
+def gather(arr, where):
+    return [np.array([arr[r, c] for r, c in steps]) for steps in where]
+
+
+def max_error(result, trajs, where, **clips):
+    vs, adv = result
+    worst = 0.0
+    for traj, v_got, a_got in zip(trajs, gather(vs, where), gather(adv, where), strict=True):
+        v_want, a_want = textbook(traj, **clips)
+        worst = max(worst, np.abs(v_got - v_want).max(), np.abs(a_got - a_want).max())
+    return worst
+
+
+# Fragments as IMPALA's EnvRunner cuts them (n real steps each) and the learner chunk length.
+CASES = {
+    # the default layout: max_seq_len = fragment + 2, the bootstrap step in the fragment's row
+    "cut, bootstrap step in the same row": ([20, 20, 21], [False] * 3, 22),
+    # fragments longer than a chunk: the recursion must go on across rows
+    "chunked fragment, bootstrap step inside the last chunk": ([10, 6], [False] * 2, 4),
+    # n a multiple of max_seq_len: the bootstrap step opens a row of its own
+    "cut, bootstrap step alone in the next row": ([8, 4], [False] * 2, 4),
+    # one fragment ends in a termination, the next episode's fragment is cut
+    "termination mid-fragment": ([5, 15, 20], [True, False, False], 22),
+    "termination at a chunk boundary": ([8, 7], [True, False], 4),
+    # a Gymnasium truncation (time limit) bootstraps like a cut; short fragments leave padding
+    "truncation and zero padding": ([7, 3, 12], [False, False, False], 22),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_matches_the_paper_where_the_stock_loss_does_not(case):
+    lengths, terms, max_seq_len = CASES[case]
+    rng = np.random.default_rng(len(case))
+    trajs = [make_traj(rng, n, term) for n, term in zip(lengths, terms, strict=True)]
+    rows, where = rllib_layout(trajs, max_seq_len, rng)
+    assert max_error(ours(rows), trajs, where) < 1e-10
+    # The same batch through RLlib's stock V-trace: its targets miss at the cuts.
+    assert max_error(stock(rows), trajs, where) > 1e-2
+
+
+def test_masked_steps_get_their_own_value_and_no_advantage():
+    rng = np.random.default_rng(0)
+    trajs = [make_traj(rng, 6), make_traj(rng, 3, terminated=True)]
+    rows, _ = rllib_layout(trajs, 4, rng)
+    vs, adv = ours(rows)
+    masked = ~rows["mask"]
+    np.testing.assert_array_equal(vs[masked], rows["values"][masked])
+    np.testing.assert_array_equal(adv[masked], 0.0)
+
+
+@pytest.mark.parametrize(
+    "clips",
+    [
+        {"clip_rho_threshold": 1.0, "clip_c_threshold": 1.0, "clip_pg_rho_threshold": 1.0},
+        {"clip_rho_threshold": 2.0, "clip_c_threshold": 0.9, "clip_pg_rho_threshold": 1.5},
+        {"clip_rho_threshold": None, "clip_c_threshold": None, "clip_pg_rho_threshold": None},
+    ],
+    ids=["paper", "other_thresholds", "unclipped"],
+)
+def test_off_policy_rho_and_c_clipping(clips):
+    """Strongly off-policy log-probs (rho from about 0.05 to 20): each clip where the paper puts it."""
+    rng = np.random.default_rng(1)
+    trajs = [make_traj(rng, n, rho_spread=1.5) for n in (9, 5, 12)]
+    rhos = np.exp(np.concatenate([t.log_rhos for t in trajs]))
+    assert (rhos > 2.5).any() and (rhos < 0.5).any()
+    rows, where = rllib_layout(trajs, 5, rng)
+    reference = {
+        "rho_bar": clips["clip_rho_threshold"] or np.inf,
+        "c_bar": clips["clip_c_threshold"] or np.inf,
+        "pg_bar": clips["clip_pg_rho_threshold"] or np.inf,
+    }
+    assert max_error(ours(rows, **clips), trajs, where, **reference) < 1e-9
+    # and the clips matter: the same batch unclipped (or clipped) gives other numbers
+    other = {k: (None if v is not None else 1.0) for k, v in clips.items()}
+    assert max_error(ours(rows, **other), trajs, where, **reference) > 1e-3
+
+
+def test_stateless_layout_episodes_back_to_back():
+    """A stateless module's batch is flat (episodes back to back, each with its bootstrap step):
+    :func:`batch_rows` cuts it into rows of the fragment length, which need not match episodes."""
+    rng = np.random.default_rng(2)
+    trajs = [make_traj(rng, n, term) for n, term in ((20, False), (4, True), (14, False))]
+    flat, where_flat = flat_layout(trajs, rng)
+    rows = {k: batch_rows(torch.as_tensor(v), 20, stateful=False).numpy() for k, v in flat.items()}
+    assert rows["mask"].shape == (3, 20)
+    where = [[divmod(i, 20) for i in steps] for steps in where_flat]
+    assert max_error(ours(rows), trajs, where) < 1e-10
+
+
+def test_zero_discount_everywhere_is_one_step_and_gamma_one_sums_rewards():
+    rng = np.random.default_rng(3)
+    trajs = [make_traj(rng, 6, rho_spread=0.0)]  # on-policy: rho = c = 1
+    rows, where = rllib_layout(trajs, 8, rng)
+    vs, _ = ours(rows, gamma=0.0)
+    np.testing.assert_allclose(gather(vs, where)[0], trajs[0].rewards)
+    vs, _ = ours(rows, gamma=1.0)
+    want = np.cumsum(trajs[0].rewards[::-1])[::-1] + trajs[0].bootstrap
+    np.testing.assert_allclose(gather(vs, where)[0], want)
+
+
+# --- the learner's loss -----------------------------------------------------------------------
+
+
+class _Values(torch.nn.Module):
+    """A stand-in module: fixed logits and values, as a learner's forward pass would give."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def unwrapped(self):
+        return self
+
+    def get_train_action_dist_cls(self):
+        return TorchCategorical
+
+    def compute_values(self, batch, embeddings=None):
+        return self.values
+
+
+def _fake_learner(values, entropy_coeff):
+    logged = {}
+    return SimpleNamespace(
+        module={"p": _Values(values)},
+        entropy_coeff_schedulers_per_module={
+            "p": SimpleNamespace(get_current_value=lambda: entropy_coeff)
+        },
+        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
+        logged=logged,
+    )
+
+
+@pytest.mark.parametrize("stateful", [True, False], ids=["stateful", "stateless"])
+def test_learner_loss_is_the_impala_loss_on_these_targets(stateful):
+    """The loss terms of RLlib's IMPALA on the reference targets, for both batch shapes."""
+    rng = np.random.default_rng(4)
+    trajs = [make_traj(rng, n, term) for n, term in ((9, False), (3, True), (6, False))]
+    if stateful:
+        rows, where = rllib_layout(trajs, 5, rng)
+    else:  # one row of the flat batch
+        flat, where_flat = flat_layout(trajs, rng)
+        rows, where = (
+            {k: v[None] for k, v in flat.items()},
+            [[(0, i) for i in w] for w in where_flat],
+        )
+    b, t = rows["mask"].shape
+    logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    actions = torch.as_tensor(rng.integers(3, size=(b, t)))
+    dist = TorchCategorical.from_logits(logits)
+    # behaviour log-probs such that target - behaviour = the rows' log_rhos
+    behaviour = dist.logp(actions) - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
+    batch = {
+        Columns.LOSS_MASK: torch.as_tensor(rows["mask"]),
+        Columns.ACTIONS: actions,
+        Columns.ACTION_LOGP: behaviour,
+        Columns.REWARDS: torch.as_tensor(rows["rewards"], dtype=torch.float32),
+        Columns.TERMINATEDS: torch.as_tensor(rows["terminated"]),
+    }
+    values = torch.as_tensor(rows["values"], dtype=torch.float32)
+    fwd_out = {Columns.ACTION_DIST_INPUTS: logits}
+    if stateful:
+        batch[Columns.SEQ_LENS] = torch.full((b,), t)
+    else:  # flat
+        batch = {k: v[0] for k, v in batch.items()}
+        values, fwd_out = values[0], {Columns.ACTION_DIST_INPUTS: logits[0]}
+    config = SimpleNamespace(
+        learner_config_dict={"vtrace": "bootstrap"},
+        gamma=GAMMA,
+        vtrace_clip_rho_threshold=1.0,
+        vtrace_clip_pg_rho_threshold=1.0,
+        vf_loss_coeff=0.25,
+        get_rollout_fragment_length=lambda: 8,
+    )
+    fake = _fake_learner(values, entropy_coeff=0.01)
+    loss = BootstrapVTraceLearner.compute_loss_for_module(
+        fake, module_id="p", config=config, batch=batch, fwd_out=fwd_out
+    )
+    # The reference loss, step by step over the real steps.
+    target_logp, entropy = dist.logp(actions).double(), dist.entropy().double()
+    pi, vf, ent, n = 0.0, 0.0, 0.0, 0
+    for traj, steps in zip(trajs, where, strict=True):
+        vs, adv = textbook(traj)
+        for (r, c), v_s, a_s, v in zip(steps, vs, adv, traj.values, strict=True):
+            pi -= float(target_logp[r, c]) * a_s
+            vf += 0.5 * (v - v_s) ** 2
+            ent -= float(entropy[r, c])
+            n += 1
+    want = pi / n + 0.25 * vf / n + 0.01 * ent / n
+    assert float(loss) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    assert fake.logged["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
+
+
+def test_unknown_vtrace_mode_is_refused():
+    fake = _fake_learner(torch.zeros(2, 3), 0.0)
+    config = SimpleNamespace(learner_config_dict={"vtrace": "tree"})
+    with pytest.raises(ValueError, match="training.vtrace must be one of"):
+        BootstrapVTraceLearner.compute_loss_for_module(
+            fake, module_id="p", config=config, batch={}, fwd_out={}
+        )
+
+
+# --- RLlib's real learner connector lays batches out as rllib_layout says ----------------------
+
+
+@pytest.mark.parametrize("core", ["lstm", "mlp"])
+def test_rllib_lays_batches_out_as_the_reference_does(core):
+    """Episodes sampled by a real EnvRunner (cuts, terminations, multi-chunk fragments) through
+    IMPALA's learner connector: the batch's mask, rewards and terminations are exactly
+    :func:`rllib_layout`'s, and V-trace on the batch equals the textbook per fragment, with the
+    module's own values and log-probs."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.settings import ModelSettings, RunSettings
+
+    model = ModelSettings(core=core, hidden_size=16, max_seq_len=4)
+    run = RunSettings(env="CartPole-v1", model=model, seed=5)
+    run.training.rollout_fragment_length = 10
+    run.resources.num_env_runners = 0
+    run.resources.envs_per_runner = 3
+    config = build_impala_config(run)
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = []
+        for _ in range(4):
+            episodes += runner.sample(random_actions=False)
+        assert sum(e.is_terminated for e in episodes) >= 2
+        assert sum(not e.is_done for e in episodes) >= 2  # cut fragments
+        spec = config.get_rl_module_spec(
+            env=runner.env.unwrapped, spaces=runner.get_spaces(), inference_only=False
+        )
+        module = spec.build()
+        module.set_state(runner.module.get_state())
+        lengths = [len(e) for e in episodes]
+        terminated = [e.is_terminated for e in episodes]
+        rewards = [np.asarray(e.get_rewards(), np.float64) for e in episodes]
+        connector = config.build_learner_connector(
+            runner.env.single_observation_space, runner.env.single_action_space
+        )
+        batch = connector(
+            rl_module=module,
+            batch={},
+            episodes=[e.to_numpy() for e in episodes],
+            explore=False,
+            shared_data={},
+        )
+    finally:
+        runner.stop()
+    stateful = core != "mlp"
+    frag = run.training.rollout_fragment_length
+
+    def rows_of(key):
+        return batch_rows(torch.as_tensor(batch[key]), frag, stateful)
+
+    with torch.no_grad():
+        out = module.forward_train(batch)
+        values = batch_rows(
+            module.compute_values(batch, out.get(Columns.EMBEDDINGS)), frag, stateful
+        )
+        logp = batch_rows(
+            module.get_train_action_dist_cls()
+            .from_logits(out[Columns.ACTION_DIST_INPUTS])
+            .logp(torch.as_tensor(batch[Columns.ACTIONS])),
+            frag,
+            stateful,
+        )
+    # The layout: where each fragment's steps and bootstrap step landed.
+    trajs = [
+        Traj(rewards=r, values=np.zeros(n), bootstrap=0.0, log_rhos=np.zeros(n), terminated=t)
+        for r, n, t in zip(rewards, lengths, terminated, strict=True)
+    ]
+    if stateful:
+        layout, where = rllib_layout(trajs, model.max_seq_len, np.random.default_rng(0))
+    else:
+        flat, where_flat = flat_layout(trajs, np.random.default_rng(0))
+        layout = {k: batch_rows(torch.as_tensor(v), frag, False).numpy() for k, v in flat.items()}
+        where = [[divmod(i, frag) for i in steps] for steps in where_flat]
+    np.testing.assert_array_equal(rows_of(Columns.LOSS_MASK).numpy(), layout["mask"])
+    np.testing.assert_array_equal(rows_of(Columns.TERMINATEDS).numpy(), layout["terminated"])
+    np.testing.assert_allclose(rows_of(Columns.REWARDS).numpy(), layout["rewards"])
+    # V-trace on the real batch == the textbook per fragment (the bootstrap value is the
+    # module's value of the step after each fragment).
+    log_rhos = (logp - rows_of(Columns.ACTION_LOGP)).double()
+    vs, adv = vtrace_rows(
+        log_rhos=log_rhos,
+        values=values.double(),
+        rewards=rows_of(Columns.REWARDS).double(),
+        discounts=0.99 * (1.0 - rows_of(Columns.TERMINATEDS).double()),
+        mask=rows_of(Columns.LOSS_MASK),
+    )
+    v_np, lr_np = values.double().numpy(), log_rhos.numpy()
+    for traj, steps in zip(trajs, where, strict=True):
+        n = len(steps)
+        r_b, c_b = steps[-1]
+        b_row, b_col = (r_b, c_b + 1) if c_b + 1 < v_np.shape[1] else (r_b + 1, 0)
+        traj.values = np.array([v_np[r, c] for r, c in steps])
+        traj.log_rhos = np.array([lr_np[r, c] for r, c in steps])
+        traj.bootstrap = float(v_np[b_row, b_col])
+        want_vs, want_adv = textbook(traj, gamma=0.99)
+        got_vs = np.array([vs[r, c].item() for r, c in steps])
+        got_adv = np.array([adv[r, c].item() for r, c in steps])
+        np.testing.assert_allclose(got_vs, want_vs, atol=1e-5)
+        np.testing.assert_allclose(got_adv, want_adv, atol=1e-5)
+        assert n == len(traj.rewards)

@@ -50,6 +50,8 @@ METRIC_COLUMNS: dict[str, str | None] = {
     "policy_loss": "learners/default_policy/mean_pi_loss",
     "value_loss": "learners/default_policy/mean_vf_loss",
     "entropy": "learners/default_policy/entropy",
+    # mean V(x) over the batch's real steps, in the loss's units (rewards x training.reward_scale)
+    "mean_value": "learners/default_policy/mean_value",
 }
 _SAMPLED = "env_runners/num_env_steps_sampled_lifetime"
 _TRAINED = "learners/__all_modules__/num_env_steps_trained_lifetime"

@@ -450,3 +450,18 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
         np.testing.assert_allclose(got_vs, want_vs, atol=1e-5)
         np.testing.assert_allclose(got_adv, want_adv, atol=1e-5)
         assert n == len(traj.rewards)
+
+
+def test_reproduction_script_shows_the_stock_defect():
+    """``bench/vtrace_check.py``, the one-command reproduction for an upstream report."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "vtrace_check.py"
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "this project == textbook: True" in out
+    worst = float(out.rsplit("RLlib's largest error:", 1)[1])
+    assert worst > 0.9

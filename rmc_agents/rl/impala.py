@@ -13,7 +13,7 @@ from rmc_agents.rl.envs import register_rllib_env, resolve_env
 from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.optim import AgentLearner
-from rmc_agents.rl.settings import RunSettings
+from rmc_agents.rl.settings import RunSettings, default_reward_scale
 
 __all__ = ["build_impala_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
 
@@ -100,7 +100,9 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
             "rmsprop_decay": tr.rmsprop_decay,
             "rmsprop_eps": tr.rmsprop_eps,
             "vtrace": tr.vtrace,
-            "reward_scale": tr.reward_scale,
+            "reward_scale": (
+                tr.reward_scale if tr.reward_scale is not None else default_reward_scale(run.env)
+            ),
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

@@ -60,3 +60,41 @@ def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:
     for key in ("resources.driver_threads", "resources.requests_in_flight_per_runner"):
         with pytest.raises(ConfigError, match=key.split(".")[1]):
             load_config(RunSettings, overrides={key: 0})
+
+
+@pytest.mark.parametrize(
+    "env, scale, want",
+    [
+        ("MiniPacman-Viewport-v0", None, 0.1),
+        ("MiniPacman-Full-v0", None, 0.1),
+        ("envs:MiniPacman-Full-v0", None, 0.1),
+        ("CartPole-v1", None, 1.0),
+        ("MiniPacman-Viewport-v0", 0.5, 0.5),
+    ],
+)
+def test_value_targets_settings_reach_the_learner(env, scale, want) -> None:
+    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.optim import AgentLearner
+    from rmc_agents.rl.vtrace import BootstrapVTraceLearner
+
+    run = load_config(RunSettings, overrides={"env": env, "training.reward_scale": scale})
+    config = build_impala_config(run)
+    assert issubclass(config.learner_class, BootstrapVTraceLearner)
+    assert config.learner_class is AgentLearner
+    assert config.learner_config_dict["reward_scale"] == want
+    assert config.learner_config_dict["vtrace"] == "bootstrap"
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("training.vtrace", "stock", "vtrace"),
+        ("training.reward_scale", 0.0, "reward_scale"),
+        ("training.reward_scale", -1.0, "reward_scale"),
+    ],
+)
+def test_bad_value_target_settings_are_refused(key, value, match) -> None:
+    from rmc_agents.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(RunSettings, overrides={key: value})

@@ -1,4 +1,4 @@
-"""Train an IMPALA agent with the Relational Memory Core policy: ``python train_agent.py --env ID``.
+"""Train an agent (IMPALA, APPO or PPO) with the Relational Memory Core policy: ``python train_agent.py --env ID``.
 
 All logic lives in :mod:`rmc_agents.rl.cli`; run ``python train_agent.py --help`` for the flags.
 """

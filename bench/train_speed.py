@@ -131,7 +131,7 @@ def main() -> None:
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    from rmc_agents.rl.impala import build_impala_config, set_driver_threads, use_rllib_sampling
+    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads, use_rllib_sampling
     from rmc_agents.rl.settings import RunSettings
 
     # skip_none=False: --set KEY=null sets null (no other override here can be None).
@@ -151,7 +151,7 @@ def main() -> None:
                 overrides={**extra, "env": args.env, "model.core": core},
                 skip_none=False,
             )
-            config = build_impala_config(run)
+            config = build_algo_config(run)
             if name == "rllib_lstm":
                 channels = run.model.conv_channels
                 config.rl_module(

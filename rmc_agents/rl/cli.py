@@ -1,4 +1,4 @@
-"""``python train_agent.py --env ID ...``: train an IMPALA agent with the RMC (or a baseline) policy.
+"""``python train_agent.py --env ID ...``: train an agent with the RMC (or a baseline) policy.
 
 Settings come from the built-in defaults, then ``--config FILE`` (YAML, see ``configs/``), then the
 flags given here. Errors a user can cause print one ``error: ...`` line and exit with status 2.
@@ -18,8 +18,8 @@ __all__ = ["main", "parse_args"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="train_agent.py",
-        description="Train an IMPALA (V-trace) agent whose policy is the Relational Memory Core, "
-        "or an LSTM/GRU/MLP baseline, on Ray RLlib.",
+        description="Train an agent whose policy is the Relational Memory Core, or an "
+        "LSTM/GRU/MLP baseline, with IMPALA (default), APPO or PPO on Ray RLlib.",
     )
     p.add_argument(
         "--env",
@@ -28,6 +28,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "else MiniPacman-Viewport-v0)",
     )
     p.add_argument("--model", choices=["rmc", "lstm", "gru", "mlp"], help="the core (default rmc)")
+    p.add_argument(
+        "--algo",
+        choices=["impala", "appo", "ppo"],
+        help="RLlib algorithm (default impala): impala and appo are asynchronous actor-learner "
+        "(V-trace); ppo is synchronous, several epochs per batch",
+    )
     p.add_argument("--config", help="YAML settings file (see configs/)")
     p.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")
     p.add_argument("--stop-reward", type=float, help="stop when the mean episode return reaches R")
@@ -58,6 +64,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "env": args.env,
         "model.core": args.model,
+        "algo": args.algo,
         "stop.timesteps": args.stop_timesteps,
         "stop.reward": args.stop_reward,
         "stop.seconds": args.stop_seconds,
@@ -103,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             run = load_config(RunSettings, args.config, overrides=_overrides(args))
         if args.set:
             run = apply_overrides(run, parse_set_items(args.set), source="--set", skip_none=False)
+        suffix = "" if run.algo == "impala" else f"-{run.algo}"
         output = args.output or os.path.join(
-            "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}"
+            "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}{suffix}"
         )
         summary = train(run, output, resume=args.resume, overwrite=args.overwrite)
     except (
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if sampled > 0 and learned < 0.5 * sampled:
         print(
             f"note: the learner trained on {learned / sampled:.0%} of the sampled frames (IMPALA "
-            "drops what its learner cannot take): the learner is the bottleneck, so more EnvRunners "
+            "and APPO drop what their learner cannot take): the learner is the bottleneck, so more EnvRunners "
             "will not help; a GPU learner (--num-learners 1 --gpus-per-learner 1) or a larger "
             "training.train_batch_size may",
             flush=True,

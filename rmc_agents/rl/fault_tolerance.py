@@ -1,4 +1,4 @@
-"""RLlib classes that keep a long run alive or stop it cleanly (used by :mod:`rmc_agents.rl.impala`).
+"""RLlib classes that keep a long run alive or stop it cleanly (used by :mod:`rmc_agents.rl.algorithms`).
 
 - :class:`FaultTolerantIMPALA`: IMPALA that waits for its EnvRunners to be restarted when all of
   them are down. (RLlib 2.60's IMPALA then samples in the driver, whose EnvRunner has no env when
@@ -15,16 +15,25 @@ import time
 from typing import Any
 
 import torch
+from ray.rllib.algorithms.appo import APPO
 from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 
 from rmc_agents.rl.faults import NonFiniteUpdateError, non_finite_cause
 
-__all__ = ["FaultTolerantIMPALA", "NonFiniteGuardLearner", "non_finite_cause"]
+__all__ = [
+    "FaultTolerantAPPO",
+    "FaultTolerantIMPALA",
+    "NonFiniteGuard",
+    "NonFiniteGuardLearner",
+    "non_finite_cause",
+]
 
 
-class FaultTolerantIMPALA(IMPALA):
-    """RLlib's IMPALA, but a moment with every remote EnvRunner down is waited out, not fatal.
+class _WaitForEnvRunners:
+    """(Mixin of IMPALA and its subclass APPO, which share this sampling step.)
+
+    RLlib's IMPALA, but a moment with every remote EnvRunner down is waited out, not fatal.
 
     Ray restarts a lost EnvRunner actor (``max_restarts``, from ``restart_failed_env_runners``)
     and RLlib brings it back into service before each training step; until then this returns no
@@ -48,15 +57,25 @@ class FaultTolerantIMPALA(IMPALA):
         return super()._sample_and_get_connector_states()
 
 
-class NonFiniteGuardLearner(IMPALATorchLearner):
-    """IMPALA's torch learner; raises :class:`NonFiniteUpdateError` instead of stepping on a
-    non-finite loss or gradient, so the weights (and every later checkpoint) stay finite.
+class FaultTolerantIMPALA(_WaitForEnvRunners, IMPALA):
+    """RLlib's IMPALA; a moment with every remote EnvRunner down is waited out, not fatal."""
 
-    The error ends IMPALA's learner thread. In the driver (``num_learners: 0``) the trainer's
+
+class FaultTolerantAPPO(_WaitForEnvRunners, APPO):
+    """RLlib's APPO; a moment with every remote EnvRunner down is waited out, not fatal."""
+
+
+class NonFiniteGuard:
+    """Mixin for a torch learner (put it first among the bases): raises
+    :class:`NonFiniteUpdateError` instead of stepping on a non-finite loss or gradient, so the
+    weights (and every later checkpoint) stay finite.
+
+    In IMPALA and APPO the error ends the learner thread. In the driver (``num_learners: 0``) the trainer's
     watchdog sees the thread die and stops the run with the message. A remote learner
     (``num_learners >= 1``) also wakes its waiting ``update`` call and raises the error from it,
     so that the driver gets it as the cause of a ``RayTaskError`` (see :func:`non_finite_cause`)
-    instead of waiting for a thread that is gone.
+    instead of waiting for a thread that is gone. In PPO, whose update runs in the caller, the
+    error comes straight out of ``train()`` (or a remote learner's ``RayTaskError``).
     """
 
     _non_finite: NonFiniteUpdateError | None = None
@@ -106,3 +125,7 @@ class NonFiniteGuardLearner(IMPALATorchLearner):
         if event is not None and self._is_remote():  # wake `update`, which waits on this thread
             event.set()
         raise self._non_finite
+
+
+class NonFiniteGuardLearner(NonFiniteGuard, IMPALATorchLearner):
+    """IMPALA's torch learner with :class:`NonFiniteGuard`."""

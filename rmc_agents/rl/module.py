@@ -36,6 +36,8 @@ import torch
 import tree
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
+from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from torch import nn
@@ -92,10 +94,13 @@ def _mlp(sizes: list[int]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
+class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, InferenceOnlyAPI):
     """Torso (by observation space) -> core (by name) -> policy and value heads.
 
-    See the module docstring for the model config and how state is handled.
+    See the module docstring for the model config and how state is handled. For APPO the learner's
+    copy also holds a target policy (``TargetNetworkAPI``: a frozen copy of the torso, core and
+    policy head, moved towards the trained one by RLlib); it is never shipped to EnvRunners
+    (``InferenceOnlyAPI``).
     """
 
     def setup(self) -> None:
@@ -168,23 +173,28 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
 
     # --- forward -------------------------------------------------------------------------
 
-    def _unroll(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any] | None]:
-        """Core outputs ``[B, T, F]`` (or ``[B, F]`` for ``mlp``) and the state out."""
+    def _unroll(
+        self, batch: dict[str, Any], target: bool = False
+    ) -> tuple[torch.Tensor, dict[str, Any] | None]:
+        """Core outputs ``[B, T, F]`` (or ``[B, F]`` for ``mlp``) and the state out; with
+        ``target``, of the target network's torso and core."""
         obs = batch[Columns.OBS]
+        encoder = self._target["encoder"] if target else self.encoder
+        core = self._target["core"] if target else self.core
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
-            return self.core(self.encoder(obs)), None
+            return core(encoder(obs)), None
         # Leaves without a shape (strings of skipped Text parts) are passed along untouched.
         first = next(x for x in tree.flatten(obs) if hasattr(x, "shape"))
         b, t = first.shape[:2]
         flat_obs = tree.map_structure(
             lambda x: x.reshape(b * t, *x.shape[2:]) if hasattr(x, "shape") else x, obs
         )
-        feats = self.encoder(flat_obs)
+        feats = encoder(flat_obs)
         feats = feats.reshape(b, t, *feats.shape[1:])
-        if self._graphed_unroll is not None:
+        if self._graphed_unroll is not None and not target:
             outputs, state = self._graphed_unroll(feats, self._state_in(batch))
         else:
-            outputs, state = self.core.unroll(feats, self._state_in(batch), resets=None)
+            outputs, state = core.unroll(feats, self._state_in(batch), resets=None)
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
         return outputs, state_out
 
@@ -216,6 +226,31 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI):
         result, embeddings = self._policy(batch)
         result[Columns.EMBEDDINGS] = embeddings
         return result
+
+    # --- APPO's target policy ----------------------------------------------------------------
+
+    def make_target_networks(self) -> None:
+        """A frozen copy of the policy path (torso, core, policy head) as APPO's target."""
+        import copy
+
+        self._target = nn.ModuleDict(
+            {
+                name: copy.deepcopy(getattr(self, name)).requires_grad_(False)
+                for name in ("encoder", "core", "pi_torso", "pi")
+            }
+        )
+
+    def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(getattr(self, name), self._target[name]) for name in self._target]
+
+    def forward_target(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """The target policy's action-distribution inputs on a learner batch (same state in)."""
+        embeddings, _ = self._unroll(batch, target=True)
+        logits = self._target["pi"](self._target["pi_torso"](embeddings))
+        return {TARGET_NETWORK_ACTION_DIST_INPUTS: logits}
+
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["_target"]
 
     def compute_values(
         self, batch: dict[str, Any], embeddings: torch.Tensor | None = None

@@ -18,13 +18,22 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from torch.optim import Optimizer
 
-from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
+from rmc_agents.rl.fault_tolerance import NonFiniteGuard
 from rmc_agents.rl.settings import OPTIMIZERS
-from rmc_agents.rl.vtrace import BootstrapVTraceLearner
+from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner, BootstrapVTraceLearner
 
-__all__ = ["OPTIMIZERS", "AgentLearner", "TFRMSprop"]
+__all__ = [
+    "LEARNERS",
+    "OPTIMIZERS",
+    "AgentAPPOLearner",
+    "AgentLearner",
+    "AgentPPOLearner",
+    "OptimizerChoice",
+    "TFRMSprop",
+]
 
 
 class TFRMSprop(Optimizer):
@@ -65,10 +74,8 @@ class TFRMSprop(Optimizer):
         return loss
 
 
-class AgentLearner(NonFiniteGuardLearner, BootstrapVTraceLearner):
-    """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
-    (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard and a choice of
-    optimizer.
+class OptimizerChoice:
+    """Mixin for a torch learner: Adam or the IMPALA paper's RMSProp.
 
     ``learner_config_dict["optimizer"]``: ``adam`` (RLlib's default: ``torch.optim.Adam``) or
     ``rmsprop`` (:class:`TFRMSprop` with ``rmsprop_decay`` and ``rmsprop_eps``). The learning rate
@@ -92,3 +99,22 @@ class AgentLearner(NonFiniteGuardLearner, BootstrapVTraceLearner):
             params=params,
             lr_or_lr_schedule=(config or self.config).lr,
         )
+
+
+class AgentLearner(NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner):
+    """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
+    (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard and a choice of
+    optimizer."""
+
+
+class AgentAPPOLearner(NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner):
+    """APPO's torch learner with the same three changes as :class:`AgentLearner`."""
+
+
+class AgentPPOLearner(NonFiniteGuard, OptimizerChoice, PPOTorchLearner):
+    """PPO's torch learner with the non-finite guard and a choice of optimizer. (PPO's targets are
+    RLlib's GAE, which bootstraps correctly at fragment cuts: tested in tests/rl/test_algos.py.)"""
+
+
+#: The learner class of each ``algo``.
+LEARNERS = {"impala": AgentLearner, "appo": AgentAPPOLearner, "ppo": AgentPPOLearner}

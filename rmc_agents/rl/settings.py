@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "ALGOS",
+    "APPOSettings",
+    "PPOSettings",
     "default_reward_scale",
     "ModelSettings",
     "ResourceSettings",
@@ -141,6 +144,57 @@ def default_reward_scale(env: str) -> float:
 
 
 @dataclass
+class PPOSettings:
+    """PPO only (``algo: ppo``); RLlib's defaults. The shared ``training`` keys (lr, gamma,
+    entropy_coeff, vf_loss_coeff, grad_clip, train_batch_size, optimizer) apply as well;
+    ``reward_scale`` and the V-trace keys do not (PPO's targets are RLlib's GAE)."""
+
+    num_epochs: int = 30  # passes over each train batch
+    minibatch_size: int = 128  # env steps per SGD minibatch (whole learner chunks)
+    gae_lambda: float = 1.0
+    clip_param: float = 0.3
+    vf_clip_param: float = 10.0
+    use_kl_loss: bool = True
+    kl_coeff: float = 0.2
+    kl_target: float = 0.01
+
+    def validate(self) -> None:
+        for name in ("num_epochs", "minibatch_size", "clip_param", "vf_clip_param"):
+            _positive(name, getattr(self, name))
+        if not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        if self.kl_coeff < 0 or self.kl_target <= 0:
+            raise ValueError("kl_coeff must be >= 0 and kl_target > 0")
+
+
+@dataclass
+class APPOSettings:
+    """APPO only (``algo: appo``); RLlib's defaults. APPO is IMPALA (``training`` keys, V-trace)
+    with a clipped surrogate against a target policy and replay of each batch."""
+
+    clip_param: float = 0.4
+    use_kl_loss: bool = False
+    kl_coeff: float = 1.0
+    kl_target: float = 0.01
+    target_network_update_freq: int = 2  # in learner updates
+    tau: float = 1.0  # target update: 1 copies the trained weights
+    replay_batches: int = 8  # circular buffer of train batches
+    replays_per_batch: int = 2  # times each batch is trained on
+
+    def validate(self) -> None:
+        for name in ("clip_param", "target_network_update_freq", "replay_batches"):
+            _positive(name, getattr(self, name))
+        _positive("replays_per_batch", self.replays_per_batch)
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.kl_coeff < 0 or self.kl_target <= 0:
+            raise ValueError("kl_coeff must be >= 0 and kl_target > 0")
+
+
+ALGOS = ("impala", "appo", "ppo")
+
+
+@dataclass
 class ResourceSettings:
     """Ray resources. The defaults fit 2 CPUs (see ``shared/RLLIB_NOTES.md``)."""
 
@@ -191,8 +245,11 @@ class RunSettings:
     env: str = "MiniPacman-Viewport-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int | None = 0
+    algo: Literal["impala", "appo", "ppo"] = "impala"
     model: ModelSettings = field(default_factory=ModelSettings)
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    appo: APPOSettings = field(default_factory=APPOSettings)
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     stop: StopSettings = field(default_factory=StopSettings)
     checkpoint_every_seconds: float = 120.0
@@ -205,3 +262,8 @@ class RunSettings:
         _positive("stall_seconds", self.stall_seconds)
         if self.min_time_s_per_iteration < 0 or self.min_sample_timesteps_per_iteration < 0:
             raise ValueError("min_time_s_per_iteration and min_sample_timesteps_per_iteration >= 0")
+        if self.algo == "ppo" and self.ppo.minibatch_size > self.training.train_batch_size:
+            raise ValueError(
+                f"ppo.minibatch_size ({self.ppo.minibatch_size}) must be <= "
+                f"training.train_batch_size ({self.training.train_batch_size})"
+            )

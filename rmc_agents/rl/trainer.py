@@ -1,4 +1,4 @@
-"""The training loop around RLlib's IMPALA: output dir, progress, metrics, checkpoints, resume.
+"""The training loop around RLlib's algorithms: output dir, progress, metrics, checkpoints, resume.
 
 :func:`train` runs one experiment described by :class:`RunSettings` into an output directory::
 
@@ -37,8 +37,9 @@ CHECKPOINT_DIR = "checkpoint"
 PROGRESS_FILE = "trainer_progress.json"
 RUN_MARKER = "config.yaml"
 
-#: progress.csv columns, and the RLlib result key each comes from (None: computed here).
-METRIC_COLUMNS: dict[str, str | None] = {
+#: progress.csv columns, and the RLlib result key each comes from (None: computed here; a tuple:
+#: the first key present, as the algorithms name their loss terms differently).
+METRIC_COLUMNS: dict[str, str | tuple[str, ...] | None] = {
     "iteration": None,
     "time_s": None,
     "env_steps": None,  # env steps sampled, over the whole run (resumes included)
@@ -47,8 +48,8 @@ METRIC_COLUMNS: dict[str, str | None] = {
     "episode_return_mean": "env_runners/episode_return_mean",
     "episode_len_mean": "env_runners/episode_len_mean",
     "total_loss": "learners/default_policy/total_loss",
-    "policy_loss": "learners/default_policy/mean_pi_loss",
-    "value_loss": "learners/default_policy/mean_vf_loss",
+    "policy_loss": ("learners/default_policy/mean_pi_loss", "learners/default_policy/policy_loss"),
+    "value_loss": ("learners/default_policy/mean_vf_loss", "learners/default_policy/vf_loss"),
     "entropy": "learners/default_policy/entropy",
     # mean V(x) over the batch's real steps, in the loss's units (rewards x training.reward_scale)
     "mean_value": "learners/default_policy/mean_value",
@@ -150,6 +151,18 @@ def load_run_settings(output: Path) -> RunSettings:
 
 
 # --- watchdog --------------------------------------------------------------------------------
+
+
+def _stalled_cause(exc: BaseException) -> _Stalled | None:
+    """The watchdog's :class:`_Stalled` behind ``exc`` (as its cause or context), or None."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        if isinstance(node, _Stalled):
+            return node
+        seen.add(id(node))
+        node = node.__cause__ or node.__context__
+    return None
 
 
 class _Watchdog:
@@ -301,7 +314,7 @@ def train(
     check_spaces(run.env, run.env_kwargs, run.model)
     import ray
 
-    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
+    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads
 
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
@@ -330,7 +343,7 @@ def train(
     # Only now, with Ray up and able to place the run, is a run being overwritten cleared.
     _make_output(output, restore_from)
     save_config(run, output / RUN_MARKER)
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     set_driver_threads(run)
     algo = config.build_algo()
     placement = env_runner_nodes(algo)
@@ -412,7 +425,9 @@ def train(
                 }
                 for column, key in METRIC_COLUMNS.items():
                     if key is not None:
-                        row[column] = _number(_lookup(result, key))
+                        keys = (key,) if isinstance(key, str) else key
+                        found = (_lookup(result, k) for k in keys)
+                        row[column] = _number(next((v for v in found if v is not None), None))
                 if row["episode_return_mean"] is not None:
                     last_return = row["episode_return_mean"]
                     best = last_return if best is None else max(best, last_return)
@@ -457,6 +472,11 @@ def train(
             print()
         raise TrainingError(str(exc)) from None
     except Exception as exc:  # a remote learner's non-finite update arrives as a RayTaskError
+        stalled = _stalled_cause(exc)
+        if stalled is not None:  # the watchdog's signal landed inside Ray's C code, which
+            if interactive:  # wrapped it (SystemError "returned a result with an exception set")
+                print()
+            raise TrainingError(str(stalled)) from None
         cause = non_finite_cause(exc)
         if cause is None:
             raise

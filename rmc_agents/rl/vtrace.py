@@ -30,7 +30,8 @@ stock loss restarts the recursion at each row).
 
 Everything else of RLlib's IMPALA loss is kept as it is (policy-gradient, value and entropy terms,
 their means over real steps, the logged metrics): :class:`BootstrapVTraceLearner` overrides only
-``compute_loss_for_module``.
+``compute_loss_for_module``. RLlib's APPO loss makes the same V-trace call (against its target
+policy): :class:`BootstrapVTraceAPPOLearner` is the same change there.
 """
 
 from __future__ import annotations
@@ -38,11 +39,25 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.algorithms.appo.appo import (
+    LEARNER_RESULTS_CURR_KL_COEFF_KEY,
+    LEARNER_RESULTS_KL_KEY,
+    LEARNER_RESULTS_MEAN_IS_KEY,
+    LEARNER_RESULTS_VAR_IS_KEY,
+)
+from ray.rllib.algorithms.appo.torch.appo_torch_learner import APPOTorchLearner
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import ENTROPY_KEY
+from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 
-__all__ = ["VTRACE_MODES", "BootstrapVTraceLearner", "batch_rows", "vtrace_rows"]
+__all__ = [
+    "VTRACE_MODES",
+    "BootstrapVTraceAPPOLearner",
+    "BootstrapVTraceLearner",
+    "batch_rows",
+    "vtrace_rows",
+]
 
 #: ``training.vtrace``: ``bootstrap`` (this module) or ``rllib`` (RLlib 2.60's stock loss, kept for
 #: comparisons and to reproduce the defect).
@@ -210,6 +225,96 @@ class BootstrapVTraceLearner(IMPALATorchLearner):
                 ENTROPY_KEY: -mean_entropy_loss,
                 "mean_value": torch.sum(values_rows.detach() * mask_rows) / size_loss_mask,
                 "mean_vtrace_target": torch.sum(vs * mask_rows) / size_loss_mask,
+            },
+            key=module_id,
+            window=1,
+        )
+        return total_loss
+
+
+class BootstrapVTraceAPPOLearner(APPOTorchLearner):
+    """RLlib's APPO torch learner (IMPACT: V-trace against a target policy, clipped surrogate,
+    optional KL term) with :func:`vtrace_rows` targets. RLlib 2.60's APPO loss makes the same
+    V-trace call as its IMPALA loss, with the same fault at every fragment cut.
+
+    ``learner_config_dict``: ``vtrace`` and ``reward_scale`` as for :class:`BootstrapVTraceLearner`.
+    """
+
+    def compute_loss_for_module(
+        self, *, module_id: Any, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
+    ) -> torch.Tensor:
+        settings = config.learner_config_dict or {}
+        mode = settings.get("vtrace", "bootstrap")
+        if mode == "rllib":
+            return super().compute_loss_for_module(
+                module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
+            )
+        if mode != "bootstrap":
+            raise ValueError(f"training.vtrace must be one of {VTRACE_MODES}, got {mode!r}")
+        module = self.module[module_id].unwrapped()
+        stateful = batch.get(Columns.SEQ_LENS) is not None
+
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            return batch_rows(x, config.get_rollout_fragment_length(), stateful)
+
+        loss_mask = batch[Columns.LOSS_MASK].float()
+        size_loss_mask = torch.sum(loss_mask)
+        dist_cls = module.get_train_action_dist_cls()
+        dist = dist_cls.from_logits(fwd_out[Columns.ACTION_DIST_INPUTS])
+        old_dist = dist_cls.from_logits(
+            module.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS]
+        )
+        actions = batch[Columns.ACTIONS]
+        target_logp = rows(dist.logp(actions))
+        old_logp = rows(old_dist.logp(actions))
+        behaviour_logp = rows(batch[Columns.ACTION_LOGP])
+        values = rows(module.compute_values(batch, embeddings=fwd_out.get(Columns.EMBEDDINGS)))
+        mask = rows(loss_mask)
+        # V-trace of the target (old) policy against the behaviour policy, as in RLlib's APPO.
+        vs, pg_advantages = vtrace_rows(
+            log_rhos=old_logp - behaviour_logp,
+            values=values,
+            rewards=rows(batch[Columns.REWARDS]) * settings.get("reward_scale", 1.0),
+            discounts=config.gamma * (1.0 - rows(batch[Columns.TERMINATEDS]).float()),
+            mask=mask,
+            clip_rho_threshold=config.vtrace_clip_rho_threshold,
+            clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
+        )
+        # The rest is RLlib's APPO loss as it stands.
+        is_ratio = torch.clip(torch.exp(behaviour_logp - old_logp), 0.0, 2.0)
+        logp_ratio = is_ratio * torch.exp(target_logp - behaviour_logp)
+        surrogate = torch.minimum(
+            pg_advantages * logp_ratio,
+            pg_advantages * torch.clip(logp_ratio, 1 - config.clip_param, 1 + config.clip_param),
+        )
+        mean_is_ratio = torch.sum(is_ratio * mask) / size_loss_mask
+        var_is_ratio = torch.sum((is_ratio - mean_is_ratio) ** 2 * mask) / size_loss_mask
+        if config.use_kl_loss:
+            mean_kl_loss = torch.sum(old_dist.kl(dist) * loss_mask) / size_loss_mask
+        else:
+            mean_kl_loss = torch.zeros((), device=values.device)
+        mean_pi_loss = -torch.sum(surrogate * mask) / size_loss_mask
+        mean_vf_loss = 0.5 * torch.sum((values - vs) ** 2 * mask) / size_loss_mask
+        mean_entropy_loss = -torch.sum(dist.entropy() * loss_mask) / size_loss_mask
+        entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        kl_coeff = self.curr_kl_coeffs_per_module[module_id]
+        total_loss = (
+            mean_pi_loss
+            + mean_vf_loss * config.vf_loss_coeff
+            + mean_entropy_loss * entropy_coeff
+            + mean_kl_loss * kl_coeff
+        )
+        self.metrics.log_dict(
+            {
+                "mean_pi_loss": mean_pi_loss,
+                "mean_vf_loss": mean_vf_loss,
+                ENTROPY_KEY: -mean_entropy_loss,
+                LEARNER_RESULTS_KL_KEY: mean_kl_loss,
+                LEARNER_RESULTS_CURR_KL_COEFF_KEY: kl_coeff,
+                LEARNER_RESULTS_MEAN_IS_KEY: mean_is_ratio,
+                LEARNER_RESULTS_VAR_IS_KEY: var_is_ratio,
+                "mean_value": torch.sum(values.detach() * mask) / size_loss_mask,
+                "mean_vtrace_target": torch.sum(vs * mask) / size_loss_mask,
             },
             key=module_id,
             window=1,

@@ -41,13 +41,13 @@ def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:
     import torch
 
     from rmc_agents.config import ConfigError
-    from rmc_agents.rl.impala import build_impala_config, set_driver_threads
+    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads
 
     run = load_config(
         RunSettings,
         overrides={"resources.requests_in_flight_per_runner": 2, "resources.driver_threads": 2},
     )
-    assert build_impala_config(run).max_requests_in_flight_per_env_runner == 2
+    assert build_algo_config(run).max_requests_in_flight_per_env_runner == 2
     before = torch.get_num_threads()
     try:
         set_driver_threads(run)
@@ -73,12 +73,12 @@ def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:
     ],
 )
 def test_value_targets_settings_reach_the_learner(env, scale, want) -> None:
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.optim import AgentLearner
     from rmc_agents.rl.vtrace import BootstrapVTraceLearner
 
     run = load_config(RunSettings, overrides={"env": env, "training.reward_scale": scale})
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     assert issubclass(config.learner_class, BootstrapVTraceLearner)
     assert config.learner_class is AgentLearner
     assert config.learner_config_dict["reward_scale"] == want

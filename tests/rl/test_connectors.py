@@ -15,6 +15,7 @@ import torch
 import tree
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
+from rmc_agents.rl.algorithms import build_algo_config, use_rllib_sampling
 from rmc_agents.rl.connectors import (
     ActionsToEnv,
     BatchForModule,
@@ -22,7 +23,6 @@ from rmc_agents.rl.connectors import (
     fast_connectors_apply,
 )
 from rmc_agents.rl.env_runner import LeanEnvRunner
-from rmc_agents.rl.impala import build_impala_config, use_rllib_sampling
 from rmc_agents.rl.settings import ModelSettings, RunSettings
 
 
@@ -50,7 +50,7 @@ def _configs(env: str, core: str, env_kwargs: dict | None = None, **model: objec
     run.env_kwargs = dict(env_kwargs or {})
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 4
-    ours = build_impala_config(run)
+    ours = build_algo_config(run)
     rllib = ours.copy(copy_frozen=False)
     prev = (int(run.model.prev_action), int(run.model.prev_reward))
     use_rllib_sampling(
@@ -191,4 +191,4 @@ def test_lean_env_runner_ships_no_step_infos_but_callbacks_see_them():
 
     run = RunSettings(env="MiniPacman-Viewport-v0")
     run.training.step_infos_to_learner = True
-    assert build_impala_config(run).env_runner_cls is not LeanEnvRunner
+    assert build_algo_config(run).env_runner_cls is not LeanEnvRunner

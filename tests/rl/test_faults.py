@@ -254,7 +254,7 @@ def test_driver_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
 def test_a_killed_env_runner_is_restarted_and_training_goes_on(
     ray_cluster, tmp_path, tiny, monkeypatch
 ):
-    import rmc_agents.rl.impala as impala
+    import rmc_agents.rl.algorithms as impala
     from rmc_agents.config import load_config
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.rl.trainer import train
@@ -274,14 +274,14 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(
             events["killed"] = pids[0]
             os.kill(pids[0], signal.SIGKILL)  # the EnvRunner's process ends, no goodbye
 
-    build = impala.build_impala_config
+    build = impala.build_algo_config
 
     def with_callback(run):
         config = build(run).callbacks(on_train_result=on_train_result)
         assert config.algo_class is FaultTolerantIMPALA  # without it the run dies at the kill
         return config
 
-    monkeypatch.setattr(impala, "build_impala_config", with_callback)
+    monkeypatch.setattr(impala, "build_algo_config", with_callback)
     run = load_config(
         RunSettings,
         overrides={**tiny, "env": "CartPole-v1", "model.core": "gru", "stop.iterations": 8},
@@ -310,8 +310,8 @@ def guard_learner():
     import gymnasium as gym
     from ray.rllib.algorithms.impala import IMPALAConfig
 
+    from rmc_agents.rl.algorithms import module_spec
     from rmc_agents.rl.fault_tolerance import NonFiniteGuardLearner
-    from rmc_agents.rl.impala import module_spec
     from rmc_agents.rl.settings import RunSettings
 
     run_settings = RunSettings()
@@ -396,6 +396,7 @@ env: rmc_agents.rl.faults:RewardFault
 env_kwargs: {fault_after: 300, fault_reward: .nan}
 model: {core: gru, hidden_size: 16, mlp_hiddens: [16]}
 training: {train_batch_size: 40, rollout_fragment_length: 20}
+ppo: {minibatch_size: 20, num_epochs: 2}
 resources: {num_env_runners: 1, envs_per_runner: 2, num_cpus: 2}
 min_time_s_per_iteration: 0
 min_sample_timesteps_per_iteration: 100
@@ -405,14 +406,20 @@ stall_seconds: 120
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("learners", ["0", "1"], ids=["learner_in_driver", "remote_learner"])
-def test_nan_rewards_stop_the_run_with_a_clear_error_and_a_finite_checkpoint(tmp_path, learners):
+@pytest.mark.parametrize(
+    "learners, algo",
+    [("0", "impala"), ("1", "impala"), ("0", "appo"), ("0", "ppo")],
+    ids=["learner_in_driver", "remote_learner", "appo", "ppo"],
+)
+def test_nan_rewards_stop_the_run_with_a_clear_error_and_a_finite_checkpoint(
+    tmp_path, learners, algo
+):
     cfg = tmp_path / "nan.yaml"
     cfg.write_text(NAN_YAML)
     out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, str(REPO / "train_agent.py"), "--config", str(cfg), "--output", str(out)]
-        + ["--stop-iterations", "200", "--num-learners", learners],
+        + ["--stop-iterations", "200", "--num-learners", learners, "--algo", algo],
         env=env_for_subprocess(),
         capture_output=True,
         text=True,

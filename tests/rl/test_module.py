@@ -186,7 +186,7 @@ def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
     """
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.settings import ModelSettings, RunSettings
 
     model = ModelSettings(
@@ -195,7 +195,7 @@ def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
     run = RunSettings(env=env, model=model, seed=3)
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 3
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     runner = SingleAgentEnvRunner(config=config)
     try:
         episodes = []
@@ -269,7 +269,7 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
     """
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.settings import RunSettings
 
     run = RunSettings(env="MiniPacman-Viewport-v0", seed=1)
@@ -277,7 +277,7 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 8
     assert run.model.max_seq_len == run.training.rollout_fragment_length + 2
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     runner = SingleAgentEnvRunner(config=config)
     try:
         episodes = []

@@ -52,7 +52,7 @@ def test_tf_rmsprop_skips_parameters_without_gradients_and_checks_its_arguments(
 
 @pytest.mark.parametrize("name, cls", [("adam", torch.optim.Adam), ("rmsprop", TFRMSprop)])
 def test_training_optimizer_setting_reaches_the_learner(name, cls):
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.algorithms import build_algo_config
 
     run = load_config(
         RunSettings,
@@ -66,7 +66,7 @@ def test_training_optimizer_setting_reaches_the_learner(name, cls):
             "resources.num_env_runners": 0,
         },
     )
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     assert config.learner_class is AgentLearner
     import gymnasium as gym
 

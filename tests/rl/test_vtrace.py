@@ -358,7 +358,7 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
     module's own values and log-probs."""
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
-    from rmc_agents.rl.impala import build_impala_config
+    from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.settings import ModelSettings, RunSettings
 
     model = ModelSettings(core=core, hidden_size=16, max_seq_len=4)
@@ -366,7 +366,7 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
     run.training.rollout_fragment_length = 10
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 3
-    config = build_impala_config(run)
+    config = build_algo_config(run)
     runner = SingleAgentEnvRunner(config=config)
     try:
         episodes = []

@@ -1,21 +1,26 @@
-"""Builds RLlib's ``IMPALAConfig`` (new API stack, V-trace) from :class:`RunSettings`."""
+"""Builds the RLlib config (new API stack) of a run's algorithm from :class:`RunSettings`:
+IMPALA (the default; V-trace), APPO (IMPALA with a clipped surrogate against a target policy and
+replay of each batch) or PPO (synchronous, GAE, several epochs per batch)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.algorithms.appo import APPOConfig
 from ray.rllib.algorithms.impala import IMPALAConfig
+from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rmc_agents.rl.connectors import env_to_module_pipeline, module_to_env_pipeline
 from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
-from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA
+from rmc_agents.rl.fault_tolerance import FaultTolerantAPPO, FaultTolerantIMPALA
 from rmc_agents.rl.module import RecurrentAgentModule
-from rmc_agents.rl.optim import AgentLearner
+from rmc_agents.rl.optim import LEARNERS
 from rmc_agents.rl.settings import RunSettings, default_reward_scale
 
-__all__ = ["build_impala_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
+__all__ = ["build_algo_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
 
 
 def module_spec(run: RunSettings) -> RLModuleSpec:
@@ -38,8 +43,12 @@ def set_driver_threads(run: RunSettings) -> None:
     torch.set_num_threads(run.resources.driver_threads)
 
 
-def build_impala_config(run: RunSettings) -> IMPALAConfig:
-    """An ``IMPALAConfig`` for ``run``. Raises ``EnvResolutionError`` for a bad ``run.env``."""
+def build_algo_config(run: RunSettings) -> AlgorithmConfig:
+    """The RLlib config of ``run.algo`` (IMPALA, APPO or PPO) for ``run``, with this project's
+    module, EnvRunner, connectors, learner and fault handling whatever the algorithm.
+
+    Raises ``EnvResolutionError`` for a bad ``run.env``.
+    """
     resolved = resolve_env(run.env)
     env_name = register_rllib_env()
     res, tr, model = run.resources, run.training, run.model
@@ -64,23 +73,54 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
     runner_kwargs["module_to_env_connector"] = module_to_env_pipeline()
     runner_kwargs["add_default_connectors_to_env_to_module_pipeline"] = False
     runner_kwargs["add_default_connectors_to_module_to_env_pipeline"] = False
-    config = (
-        IMPALAConfig()
-        .environment(env_name, env_config={"env_spec": run.env, "env_kwargs": dict(run.env_kwargs)})
-        .framework("torch")
-        .env_runners(**runner_kwargs)
-        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.gpus_per_learner)
-        .training(
-            lr=lr,
-            gamma=tr.gamma,
-            entropy_coeff=tr.entropy_coeff,
-            vf_loss_coeff=tr.vf_loss_coeff,
-            grad_clip=tr.grad_clip,
-            train_batch_size_per_learner=tr.train_batch_size,
+    training: dict[str, Any] = {
+        "lr": lr,
+        "gamma": tr.gamma,
+        "entropy_coeff": tr.entropy_coeff,
+        "vf_loss_coeff": tr.vf_loss_coeff,
+        "grad_clip": tr.grad_clip,
+        "train_batch_size_per_learner": tr.train_batch_size,
+    }
+    if run.algo == "ppo":
+        ppo = run.ppo
+        config: AlgorithmConfig = PPOConfig()
+        training.update(
+            num_epochs=ppo.num_epochs,
+            minibatch_size=ppo.minibatch_size,
+            lambda_=ppo.gae_lambda,
+            clip_param=ppo.clip_param,
+            vf_clip_param=ppo.vf_clip_param,
+            use_kl_loss=ppo.use_kl_loss,
+            kl_coeff=ppo.kl_coeff,
+            kl_target=ppo.kl_target,
+        )
+    else:
+        config = APPOConfig() if run.algo == "appo" else IMPALAConfig()
+        training.update(
             vtrace_clip_rho_threshold=tr.vtrace_clip_rho_threshold,
             vtrace_clip_pg_rho_threshold=tr.vtrace_clip_pg_rho_threshold,
             timeout_s_sampler_manager=res.timeout_s_sampler_manager,
         )
+        if run.algo == "appo":
+            appo = run.appo
+            training.update(
+                clip_param=appo.clip_param,
+                use_kl_loss=appo.use_kl_loss,
+                kl_coeff=appo.kl_coeff,
+                kl_target=appo.kl_target,
+                target_network_update_freq=appo.target_network_update_freq,
+                tau=appo.tau,
+                circular_buffer_num_batches=appo.replay_batches,
+                circular_buffer_iterations_per_batch=appo.replays_per_batch,
+            )
+    config = (
+        config.environment(
+            env_name, env_config={"env_spec": run.env, "env_kwargs": dict(run.env_kwargs)}
+        )
+        .framework("torch")
+        .env_runners(**runner_kwargs)
+        .learners(num_learners=res.num_learners, num_gpus_per_learner=res.gpus_per_learner)
+        .training(**training)
         .rl_module(rl_module_spec=module_spec(run))
         .reporting(
             min_time_s_per_iteration=run.min_time_s_per_iteration,
@@ -88,13 +128,15 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
         )
         .debugging(seed=run.seed)
     )
-    # rmc_agents.rl.fault_tolerance: wait out a moment with every EnvRunner down instead of failing, and
-    # refuse non-finite updates (RLlib would apply them silently).
-    config.algo_class = FaultTolerantIMPALA
-    # rmc_agents.rl.optim: V-trace that bootstraps at fragment cuts (rmc_agents.rl.vtrace), the
-    # non-finite guard, and Adam or the IMPALA paper's RMSProp.
+    # rmc_agents.rl.fault_tolerance: IMPALA and APPO wait out a moment with every EnvRunner down
+    # instead of failing.
+    if run.algo != "ppo":
+        config.algo_class = FaultTolerantAPPO if run.algo == "appo" else FaultTolerantIMPALA
+    # rmc_agents.rl.optim: for IMPALA and APPO V-trace that bootstraps at fragment cuts
+    # (rmc_agents.rl.vtrace); for all three the non-finite guard (RLlib would apply NaN/inf
+    # updates silently), and Adam or the IMPALA paper's RMSProp.
     config.learners(
-        learner_class=AgentLearner,
+        learner_class=LEARNERS[run.algo],
         learner_config_dict={
             "optimizer": tr.optimizer,
             "rmsprop_decay": tr.rmsprop_decay,
@@ -115,7 +157,9 @@ def build_impala_config(run: RunSettings) -> IMPALAConfig:
     return config
 
 
-def use_rllib_sampling(config: IMPALAConfig, env_to_module_connector: Any = None) -> IMPALAConfig:
+def use_rllib_sampling(
+    config: AlgorithmConfig, env_to_module_connector: Any = None
+) -> AlgorithmConfig:
     """Put ``config`` back on RLlib's stock sampling: its ``SingleAgentEnvRunner`` and default
     connector pipelines (after ``env_to_module_connector``'s pieces, if given), instead of this
     project's (``LeanEnvRunner``, ``rmc_agents.rl.connectors``). For comparisons."""

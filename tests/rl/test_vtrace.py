@@ -11,7 +11,6 @@ real connector. Every layout case also shows that RLlib's stock loss misses the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,96 +22,16 @@ from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
 from rmc_agents.rl.vtrace import BootstrapVTraceLearner, batch_rows, vtrace_rows
 
-GAMMA = 0.97
-
-
-@dataclass
-class Traj:
-    """One episode fragment: ``n`` real steps and the value of the observation after them."""
-
-    rewards: np.ndarray
-    values: np.ndarray  # V(x_s) .. V(x_{s+n-1})
-    bootstrap: float  # V(x_{s+n}): the phantom step's value
-    log_rhos: np.ndarray
-    terminated: bool = False
-
-
-def make_traj(rng, n, terminated=False, rho_spread=0.5):
-    return Traj(
-        rewards=rng.normal(size=n),
-        values=rng.normal(size=n) * 3,
-        bootstrap=float(rng.normal() * 3 + 5),
-        log_rhos=rng.normal(size=n) * rho_spread,
-        terminated=terminated,
-    )
-
-
-def textbook(traj, gamma=GAMMA, rho_bar=1.0, c_bar=1.0, pg_bar=1.0):
-    """``v_s`` and ``A_s`` of the IMPALA paper, summed term by term."""
-    n = len(traj.rewards)
-    v = np.append(traj.values, 0.0 if traj.terminated else traj.bootstrap)
-    g = np.full(n, gamma)
-    if traj.terminated:
-        g[-1] = 0.0
-    rhos = np.exp(traj.log_rhos)
-    rho, c = np.minimum(rho_bar, rhos), np.minimum(c_bar, rhos)
-    pg_rho = np.minimum(pg_bar, rhos)
-    vs = np.empty(n + 1)
-    vs[n] = v[n]
-    for s in range(n):
-        total, coef = 0.0, 1.0
-        for t in range(s, n):
-            total += coef * rho[t] * (traj.rewards[t] + g[t] * v[t + 1] - v[t])
-            coef *= g[t] * c[t]
-        vs[s] = v[s] + total
-    adv = pg_rho * (traj.rewards + g * vs[1:] - v[:n])
-    return vs[:n], adv
-
-
-def rllib_layout(trajs, max_seq_len, rng):
-    """``[B, T]`` rows as RLlib's learner connector builds them, and where each real step went.
-
-    Every fragment gets a bootstrap step (reward 0, the next observation's value, a copy of the
-    last action's log-prob, not terminated, ``loss_mask`` False), is cut into chunks of
-    ``max_seq_len`` and zero-padded; chunks follow each other in fragment order. Padding gets
-    arbitrary values and log-probs (the model's outputs on zero observations).
-    """
-    cols = {k: [] for k in ("rewards", "values", "log_rhos", "terminated", "mask")}
-    where = []
-    for traj in trajs:
-        n = len(traj.rewards)
-        seq = {
-            "rewards": np.append(traj.rewards, 0.0),
-            "values": np.append(traj.values, traj.bootstrap),
-            "log_rhos": np.append(traj.log_rhos, rng.normal()),
-            "terminated": np.append(np.arange(n) == n - 1, False) & traj.terminated,
-            "mask": np.append(np.ones(n, bool), False),
-        }
-        steps = []
-        for start in range(0, n + 1, max_seq_len):
-            row = len(cols["mask"])
-            chunk_len = min(max_seq_len, n + 1 - start)
-            pad = max_seq_len - chunk_len
-            for key, arr in seq.items():
-                piece = arr[start : start + chunk_len]
-                filler = (
-                    rng.normal(size=pad) * 7 if key in ("values", "log_rhos") else np.zeros(pad)
-                )
-                cols[key].append(np.concatenate([piece, filler.astype(piece.dtype)]))
-            steps += [(row, col) for col in range(chunk_len)]
-        where.append(steps[:n])
-    rows = {k: np.stack(v) for k, v in cols.items()}
-    return rows, where
-
-
-def flat_layout(trajs, rng):
-    """A stateless module's batch: fragments (each with its bootstrap step) back to back, flat;
-    and the flat index of each real step."""
-    rows, where = rllib_layout(trajs, 10_000, rng)  # one row per fragment
-    lengths = [len(t.rewards) + 1 for t in trajs]
-    flat = {k: np.concatenate([v[i, :n] for i, n in enumerate(lengths)]) for k, v in rows.items()}
-    starts = np.cumsum([0, *lengths])
-    return flat, [[starts[i] + c for _, c in steps] for i, steps in enumerate(where)]
+from .references import (
+    GAMMA,
+    Traj,
+    flat_layout,
+    gather,
+    make_traj,
+    rllib_layout,
+    sample_learner_batch,
+    textbook,
+)
 
 
 def ours(rows, gamma=GAMMA, **clips):
@@ -144,10 +63,6 @@ def stock(rows, gamma=GAMMA):
         clip_pg_rho_threshold=1.0,
     )
     return vs.T.numpy(), adv.T.numpy()
-
-
-def gather(arr, where):
-    return [np.array([arr[r, c] for r, c in steps]) for steps in where]
 
 
 def max_error(result, trajs, where, **clips):
@@ -356,9 +271,6 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
     IMPALA's learner connector: the batch's mask, rewards and terminations are exactly
     :func:`rllib_layout`'s, and V-trace on the batch equals the textbook per fragment, with the
     module's own values and log-probs."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
-    from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.settings import ModelSettings, RunSettings
 
     model = ModelSettings(core=core, hidden_size=16, max_seq_len=4)
@@ -366,34 +278,12 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
     run.training.rollout_fragment_length = 10
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 3
-    config = build_algo_config(run)
-    runner = SingleAgentEnvRunner(config=config)
-    try:
-        episodes = []
-        for _ in range(4):
-            episodes += runner.sample(random_actions=False)
-        assert sum(e.is_terminated for e in episodes) >= 2
-        assert sum(not e.is_done for e in episodes) >= 2  # cut fragments
-        spec = config.get_rl_module_spec(
-            env=runner.env.unwrapped, spaces=runner.get_spaces(), inference_only=False
-        )
-        module = spec.build()
-        module.set_state(runner.module.get_state())
-        lengths = [len(e) for e in episodes]
-        terminated = [e.is_terminated for e in episodes]
-        rewards = [np.asarray(e.get_rewards(), np.float64) for e in episodes]
-        connector = config.build_learner_connector(
-            runner.env.single_observation_space, runner.env.single_action_space
-        )
-        batch = connector(
-            rl_module=module,
-            batch={},
-            episodes=[e.to_numpy() for e in episodes],
-            explore=False,
-            shared_data={},
-        )
-    finally:
-        runner.stop()
+    batch, info, module = sample_learner_batch(run)
+    lengths = [n for n, _, _ in info]
+    terminated = [t for _, t, _ in info]
+    rewards = [r for _, _, r in info]
+    assert sum(terminated) >= 2
+    assert sum(not t for t in terminated) >= 2  # fragments cut by the EnvRunner
     stateful = core != "mlp"
     frag = run.training.rollout_fragment_length
 

@@ -1,0 +1,256 @@
+"""APPO and PPO beside IMPALA: the same module, value targets that bootstrap at fragment cuts,
+training, checkpoints, resume, rollouts and the recurrent state across learner chunks."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
+from ray.rllib.models.torch.torch_distributions import TorchCategorical
+
+from rmc_agents.config import load_config
+from rmc_agents.rl.settings import RunSettings
+from rmc_agents.rl.trainer import train
+from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner
+
+from .references import (
+    GAMMA,
+    Traj,
+    flat_layout,
+    gae_reference,
+    make_traj,
+    module_values,
+    rllib_layout,
+    sample_learner_batch,
+    textbook,
+)
+from .test_training import BROKEN_MEMORY_BOUND, CUE_SETTINGS, assert_trained_steps_rise
+
+
+def test_builder_gives_each_algorithm_its_learner_and_settings():
+    from ray.rllib.algorithms.appo import APPOConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rmc_agents.rl.algorithms import build_algo_config
+    from rmc_agents.rl.fault_tolerance import FaultTolerantAPPO, FaultTolerantIMPALA
+    from rmc_agents.rl.optim import AgentAPPOLearner, AgentLearner, AgentPPOLearner
+
+    base = {"env": "CartPole-v1", "training.lr": 0.001}
+    ppo = build_algo_config(
+        load_config(
+            RunSettings,
+            overrides={**base, "algo": "ppo", "ppo.num_epochs": 3, "ppo.gae_lambda": 0.9},
+        )
+    )
+    assert isinstance(ppo, PPOConfig) and ppo.learner_class is AgentPPOLearner
+    assert (ppo.num_epochs, ppo.lambda_, ppo.lr) == (3, 0.9, 0.001)
+    appo = build_algo_config(
+        load_config(RunSettings, overrides={**base, "algo": "appo", "appo.replays_per_batch": 3})
+    )
+    assert isinstance(appo, APPOConfig) and appo.learner_class is AgentAPPOLearner
+    assert appo.algo_class is FaultTolerantAPPO and appo.circular_buffer_iterations_per_batch == 3
+    impala = build_algo_config(load_config(RunSettings, overrides=base))
+    assert impala.learner_class is AgentLearner and impala.algo_class is FaultTolerantIMPALA
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("algo", "dqn", "algo"),
+        ("ppo.num_epochs", 0, "num_epochs"),
+        ("ppo.gae_lambda", 1.5, "gae_lambda"),
+        ("appo.tau", 0.0, "tau"),
+        ("ppo.minibatch_size", 10_000, "minibatch_size"),
+    ],
+)
+def test_bad_algorithm_settings_are_refused(key, value, match):
+    from rmc_agents.config import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        load_config(RunSettings, overrides={"algo": "ppo", key: value})
+
+
+# --- PPO's GAE targets bootstrap at fragment cuts (RLlib's, checked) ----------------------------
+
+
+@pytest.mark.parametrize("core", ["lstm", "mlp"])
+def test_ppo_value_targets_are_gae_with_bootstrap_at_cuts(core):
+    """RLlib 2.60's GAE connector on real episodes (terminations, cuts, multi-chunk fragments):
+    its value targets equal GAE per fragment with ``V(x_{s+n})`` of the step after each cut."""
+    run = load_config(
+        RunSettings,
+        overrides={
+            "env": "CartPole-v1",
+            "algo": "ppo",
+            "seed": 5,
+            "model.core": core,
+            "model.hidden_size": 16,
+            "model.max_seq_len": 4,
+            "training.rollout_fragment_length": 10,
+            "ppo.gae_lambda": 0.9,
+            "resources.num_env_runners": 0,
+            "resources.envs_per_runner": 3,
+        },
+    )
+    batch, info, module = sample_learner_batch(run, learner=True)
+    assert sum(t for _, t, _ in info) >= 2 and sum(not t for _, t, _ in info) >= 2
+    trajs = [Traj(r, np.zeros(n), 0.0, np.zeros(n), t) for n, t, r in info]
+    values = module_values(module, batch).double().numpy()
+    targets = np.asarray(batch[Columns.VALUE_TARGETS], np.float64)
+    if core == "mlp":  # flat: episodes back to back
+        _, where = flat_layout(trajs, np.random.default_rng(0))
+        index = [[(i,) for i in steps] for steps in where]
+        after = [(steps[-1][0] + 1,) for steps in index]
+    else:
+        _, where = rllib_layout(trajs, run.model.max_seq_len, np.random.default_rng(0))
+        index = where
+        width = values.shape[1]
+        after = [(r, c + 1) if c + 1 < width else (r + 1, 0) for r, c in (s[-1] for s in where)]
+    for traj, steps, boot in zip(trajs, index, after, strict=True):
+        traj.values = np.array([values[s] for s in steps])
+        traj.bootstrap = float(values[boot])
+        want = gae_reference(traj, run.training.gamma, run.ppo.gae_lambda)
+        got = np.array([targets[s] for s in steps])
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# --- APPO's loss: V-trace of the target policy that bootstraps ----------------------------------
+
+
+class _APPOModule(torch.nn.Module):
+    def __init__(self, values, target_logits):
+        super().__init__()
+        self.values, self.target_logits = values, target_logits
+
+    def unwrapped(self):
+        return self
+
+    def get_train_action_dist_cls(self):
+        return TorchCategorical
+
+    def compute_values(self, batch, embeddings=None):
+        return self.values
+
+    def forward_target(self, batch):
+        return {TARGET_NETWORK_ACTION_DIST_INPUTS: self.target_logits}
+
+
+def test_appo_loss_targets_are_the_target_policys_vtrace():
+    """APPO's value loss is against V-trace of the target (old) policy vs the behaviour policy;
+    here those targets match the paper at cuts, terminations and chunk boundaries."""
+    rng = np.random.default_rng(7)
+    trajs = [make_traj(rng, n, term) for n, term in ((9, False), (3, True), (6, False))]
+    rows, where = rllib_layout(trajs, 4, rng)
+    b, t = rows["mask"].shape
+    target_logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    actions = torch.as_tensor(rng.integers(3, size=(b, t)))
+    old_logp = TorchCategorical.from_logits(target_logits).logp(actions)
+    behaviour = old_logp - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
+    batch = {
+        Columns.LOSS_MASK: torch.as_tensor(rows["mask"]),
+        Columns.ACTIONS: actions,
+        Columns.ACTION_LOGP: behaviour,
+        Columns.REWARDS: torch.as_tensor(rows["rewards"], dtype=torch.float32),
+        Columns.TERMINATEDS: torch.as_tensor(rows["terminated"]),
+        Columns.SEQ_LENS: torch.full((b,), t),
+    }
+    values = torch.as_tensor(rows["values"], dtype=torch.float32)
+    logged = {}
+    fake = SimpleNamespace(
+        module={"p": _APPOModule(values, target_logits)},
+        entropy_coeff_schedulers_per_module={"p": SimpleNamespace(get_current_value=lambda: 0.0)},
+        curr_kl_coeffs_per_module={"p": torch.tensor(0.0)},
+        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
+    )
+    config = SimpleNamespace(
+        learner_config_dict={},
+        gamma=GAMMA,
+        vtrace_clip_rho_threshold=1.0,
+        vtrace_clip_pg_rho_threshold=1.0,
+        vf_loss_coeff=1.0,
+        clip_param=0.4,
+        use_kl_loss=False,
+        get_rollout_fragment_length=lambda: 4,
+    )
+    BootstrapVTraceAPPOLearner.compute_loss_for_module(
+        fake,
+        module_id="p",
+        config=config,
+        batch=batch,
+        fwd_out={Columns.ACTION_DIST_INPUTS: logits},
+    )
+    vf, n = 0.0, 0
+    for traj in trajs:
+        vs, _ = textbook(traj)
+        vf += float(np.sum(0.5 * (traj.values - vs) ** 2))
+        n += len(vs)
+    assert float(logged["mean_vf_loss"]) == pytest.approx(vf / n, rel=1e-5)
+    assert where  # (the layout placed every step)
+
+
+# --- training, checkpoints, resume, rollouts ---------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["appo", "ppo"])
+def test_algo_trains_resumes_and_its_checkpoint_plays(ray_cluster, tmp_path, tiny, algo):
+    from rmc_agents.rl.trainer import load_run_settings
+
+    overrides = {
+        **tiny,
+        "env": "CartPole-v1",
+        "algo": algo,
+        "model.core": "rmc",
+        "model.max_seq_len": 6,
+        "training.rollout_fragment_length": 4,
+        "training.train_batch_size": 256,
+        "ppo.minibatch_size": 64,
+        "ppo.num_epochs": 2,
+        "stop.iterations": 2,
+    }
+    out = tmp_path / algo
+    first = train(load_config(RunSettings, overrides=overrides), out, log=lambda line: None)
+    assert first["iterations"] == 2 and first["env_steps_trained"] > 0
+    run = load_run_settings(out)
+    assert run.algo == algo
+    run.stop.iterations = 4
+    second = train(run, out, resume=True, log=lambda line: None)
+    assert second["iterations"] == 4 and second["env_steps"] > first["env_steps"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations"] == 4
+
+    from rmc_agents.rollout import main as rollout_main
+
+    assert rollout_main(["--checkpoint", str(out), "--episodes", "1", "--seed", "0"]) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["appo", "ppo"])
+def test_memory_carries_across_chunks_with_each_algo(ray_cluster, tmp_path, tiny, algo):
+    """CueRecall in chunks of 4 (see test_training): only a state carried across chunks scores
+    above the broken-memory bound."""
+    overrides = {
+        **tiny,
+        **CUE_SETTINGS,
+        "algo": algo,
+        "model.core": "lstm",
+        "stop.timesteps": 80_000,
+        "stop.reward": 0.9,
+        "ppo.minibatch_size": 80,
+        "ppo.num_epochs": 4,
+    }
+    if algo == "ppo":
+        overrides["training.lr"] = 0.002
+    summary = train(
+        load_config(RunSettings, overrides=overrides), tmp_path / algo, log=lambda line: None
+    )
+    assert summary["best_episode_return_mean"] >= 0.9 > BROKEN_MEMORY_BOUND, summary
+    import csv
+
+    with (tmp_path / algo / "progress.csv").open() as f:
+        assert_trained_steps_rise(list(csv.DictReader(f)))

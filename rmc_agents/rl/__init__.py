@@ -1,2 +1,21 @@
 """RLlib glue: the agent's RLModule (torso by observation space, core, heads), env resolution,
-the IMPALA config builder, the training loop and its CLI (``train_agent.py``)."""
+the algorithm config builder, the training loop and its CLI (``train_agent.py``).
+
+For your own RLlib configs: :func:`policy_spec` (the policy as an ``RLModuleSpec``) and
+:func:`learner_class` (this project's learner for IMPALA, APPO or PPO); see
+:mod:`rmc_agents.rl.spec`. Both load RLlib on first use, not on ``import rmc_agents.rl``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["learner_class", "policy_spec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from rmc_agents.rl import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'rmc_agents.rl' has no attribute {name!r}")

@@ -18,9 +18,10 @@ Previous action and reward, when asked for (``prev_action``/``prev_reward`` in t
 come from RLlib's ``PrevActionsPrevRewards`` env-to-module connector (added by the config builder),
 which turns the observation into a Dict that the Dict torso encodes like any other.
 
-``model_config`` keys (all optional but ``max_seq_len`` for recurrent cores):
-``core`` (``"rmc"``), ``core_kwargs`` (dict for :func:`rmc_agents.core.make_core`; ``hidden_size``
-for ``mlp``), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
+``model_config`` keys, all optional (:func:`rmc_agents.rl.policy_spec` builds them from named
+settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
+:func:`rmc_agents.core.make_core`; ``hidden_size`` for ``mlp``; empty: the default size of
+``ModelSettings``, e.g. 4 memories x 4 heads x 32 for the RMC), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
 (``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
 :mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
@@ -45,6 +46,7 @@ from torch import nn
 from rmc_agents.core import as_tuple, make_core
 from rmc_agents.rl.cuda_graphs import GraphedUnroll
 from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
+from rmc_agents.rl.settings import ModelSettings
 
 __all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
 
@@ -104,6 +106,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
     """
 
     def setup(self) -> None:
+        if isinstance(self.model_config, dict) and "max_seq_len" not in self.model_config:
+            self.model_config["max_seq_len"] = DEFAULT_MODEL_CONFIG["max_seq_len"]  # RLlib reads it
         cfg = {**DEFAULT_MODEL_CONFIG, **(self.model_config or {})}
         self.cfg = cfg
         name = cfg["core"]
@@ -120,7 +124,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         self.encoder = build_encoder(
             self.observation_space, cfg["conv_channels"], cfg["mlp_hiddens"], rows=rows
         )
-        kwargs = dict(cfg["core_kwargs"] or {})
+        # No core_kwargs: the core's default size, as ``ModelSettings`` (and train_agent.py) has it.
+        kwargs = dict(cfg["core_kwargs"] or ModelSettings(core=name).core_kwargs())
         in_size = self.encoder.out_size
         if name == "mlp":
             self.core = MLPCore(in_size, **kwargs)

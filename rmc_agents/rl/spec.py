@@ -1,0 +1,83 @@
+"""The agent's policy as a piece for any RLlib (new API stack) config: :func:`policy_spec`.
+
+::
+
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from rmc_agents.rl import learner_class, policy_spec
+
+    config = (
+        PPOConfig()
+        .environment("CartPole-v1")
+        .rl_module(rl_module_spec=policy_spec("rmc", mem_slots=4, head_size=32))
+        .learners(learner_class=learner_class("ppo"))  # optional for PPO; see below
+    )
+    algo = config.build_algo()
+
+For IMPALA and APPO, pass ``learner_class("impala")`` / ``learner_class("appo")`` as well: RLlib's
+stock IMPALA and APPO losses treat every fragment cut as terminal (docs/value-targets.md); these
+learners compute V-trace as the paper does. For PPO the learner only adds the non-finite guard and
+the optimizer choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rmc_agents.rl.module import RecurrentAgentModule
+from rmc_agents.rl.settings import ALGOS, ModelSettings
+
+__all__ = ["learner_class", "policy_spec"]
+
+_SETTINGS = tuple(f.name for f in dataclasses.fields(ModelSettings) if f.name != "core")
+
+
+def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
+    """An ``RLModuleSpec`` of :class:`~rmc_agents.rl.module.RecurrentAgentModule`.
+
+    Args:
+        core: ``rmc`` (Relational Memory Core), ``lstm``, ``gru`` or ``mlp`` (no memory).
+        **settings: any field of :class:`~rmc_agents.rl.settings.ModelSettings` (the ``model:``
+            block of the configs, defaults filled in): ``mem_slots`` (4), ``head_size`` (32),
+            ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``),
+            ``attention_mlp_layers`` (2), ``hidden_size`` (256, LSTM/GRU/MLP),
+            ``conv_channels`` ([12, 24]), ``mlp_hiddens`` ([64]), ``image_rows`` (True),
+            ``head_hiddens`` ([]), ``max_seq_len`` (22: keep it at the rollout fragment length
+            + 2), ``cuda_graphs`` (True). ``prev_action`` / ``prev_reward`` need the matching
+            env-to-module connector in the config (RLlib's ``PrevActionsPrevRewards``).
+
+    The observation and action spaces come from the env when RLlib builds the module.
+
+    Raises:
+        ValueError: an unknown core or setting, or an impossible value, named.
+    """
+    unknown = sorted(set(settings) - set(_SETTINGS))
+    if unknown:
+        raise ValueError(f"policy_spec: unknown setting(s) {unknown}; known: {list(_SETTINGS)}")
+    try:
+        model = ModelSettings(core=core, **settings)  # type: ignore[arg-type]
+    except TypeError as exc:  # pragma: no cover - guarded above
+        raise ValueError(f"policy_spec: {exc}") from None
+    if core not in ("rmc", "lstm", "gru", "mlp"):
+        raise ValueError(f"policy_spec: core must be one of rmc, lstm, gru, mlp; got {core!r}")
+    if model.gate_style not in ("unit", "memory", "none"):
+        raise ValueError(
+            f"policy_spec: gate_style must be unit, memory or none; got {model.gate_style!r}"
+        )
+    try:
+        model.validate()
+    except ValueError as exc:
+        raise ValueError(f"policy_spec: {exc}") from None
+    return RLModuleSpec(module_class=RecurrentAgentModule, model_config=model.rllib_model_config())
+
+
+def learner_class(algo: str = "impala") -> type:
+    """This project's torch learner for ``algo`` (``impala``, ``appo`` or ``ppo``): bootstrapping
+    V-trace (IMPALA, APPO), the non-finite guard and the optimizer choice (all three)."""
+    from rmc_agents.rl.optim import LEARNERS
+
+    if algo not in ALGOS:
+        raise ValueError(f"learner_class: algo must be one of {ALGOS}, got {algo!r}")
+    return LEARNERS[algo]

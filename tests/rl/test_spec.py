@@ -1,0 +1,100 @@
+"""``policy_spec()`` / ``learner_class()``: the policy in a user's own RLlib config, no train_agent."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from ray.rllib.core.columns import Columns
+
+from rmc_agents.rl import learner_class, policy_spec
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"memslots": 4}, "unknown setting.*memslots"),
+        ({"mem_slots": 0}, "mem_slots must be > 0"),
+        ({"gate_style": "lstm"}, "gate_style"),
+        ({"core": "tcn"}, "core must be one of"),
+    ],
+)
+def test_bad_settings_are_refused_with_one_clear_error(kwargs, match):
+    with pytest.raises(ValueError, match=f"policy_spec: .*{match}"):
+        policy_spec(**kwargs)
+
+
+def test_learner_class_names_the_algorithms():
+    from rmc_agents.rl.optim import AgentAPPOLearner, AgentLearner, AgentPPOLearner
+
+    assert learner_class() is AgentLearner
+    assert learner_class("appo") is AgentAPPOLearner and learner_class("ppo") is AgentPPOLearner
+    with pytest.raises(ValueError, match="algo must be one of"):
+        learner_class("dqn")
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "gru", "mlp"])
+def test_spec_builds_with_defaults_filled_in(core):
+    spec = policy_spec(core)
+    spec.observation_space = gym.spaces.Box(0, 1, (5, 5, 3), np.float32)
+    spec.action_space = gym.spaces.Discrete(5)
+    module = spec.build()
+    assert module.model_config["max_seq_len"] == 22
+    state = module.get_initial_state()
+    batch = {Columns.OBS: torch.zeros(2, 1, 5, 5, 3)}
+    if core == "mlp":
+        batch = {Columns.OBS: torch.zeros(2, 5, 5, 3)}
+    else:
+        batch[Columns.STATE_IN] = {
+            k: torch.as_tensor(v)[None].repeat(2, *[1] * v.ndim) for k, v in state.items()
+        }
+    out = module.forward_inference(batch)
+    assert out[Columns.ACTION_DIST_INPUTS].shape[-1] == 5
+
+
+def test_module_without_core_kwargs_takes_the_default_size():
+    """The model config a user might write by hand, with no core_kwargs, builds an RMC."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rmc_agents.rl.module import RecurrentAgentModule
+
+    spec = RLModuleSpec(
+        module_class=RecurrentAgentModule,
+        observation_space=gym.spaces.Box(-1, 1, (4,), np.float32),
+        action_space=gym.spaces.Discrete(2),
+        model_config={"core": "rmc"},
+    )
+    module = spec.build()
+    assert module.core.mem_slots == 4 and module.model_config["max_seq_len"] == 22
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo", "appo", "impala"])
+def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
+    """What a user writes: RLlib's own config class, our spec (and learner), two iterations."""
+    from ray.rllib.algorithms.appo import APPOConfig
+    from ray.rllib.algorithms.impala import IMPALAConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config_cls = {"ppo": PPOConfig, "appo": APPOConfig, "impala": IMPALAConfig}[algo]
+    config = (
+        config_cls()
+        .environment("CartPole-v1")
+        .env_runners(num_env_runners=1, num_envs_per_env_runner=4, num_cpus_per_env_runner=0.5)
+        .learners(num_learners=0, learner_class=learner_class(algo))
+        .training(train_batch_size_per_learner=256)
+        .rl_module(rl_module_spec=policy_spec("rmc", mem_slots=2, head_size=8, max_seq_len=22))
+        .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=500)
+    )
+    if algo == "ppo":
+        config.training(minibatch_size=64, num_epochs=2)
+    algo_obj = config.build_algo()
+    try:
+        trained = []
+        for _ in range(2):
+            result = algo_obj.train()
+            trained.append(result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"])
+    finally:
+        algo_obj.stop()
+    assert trained[-1] > 0

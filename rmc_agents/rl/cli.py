@@ -128,8 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     def fmt(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
+    if summary.get("resumed_from_env_steps"):
+        steps = (
+            f"{summary['env_steps']:,} env steps in all, {summary['session_env_steps']:,} of them "
+            f"in this session of {summary['session_time_s']:.0f} s"
+        )
+    else:
+        steps = f"{summary['env_steps']:,} env steps in {summary['time_s']:.0f} s"
     print(
-        f"done: {summary['env_steps']:,} env steps in {summary['time_s']:.0f} s "
+        f"done: {steps} "
         f"({summary['frames_per_second']:,.0f} frames/s sampled, "
         f"{summary['trained_frames_per_second']:,.0f} trained); "
         f"return {fmt(summary['episode_return_mean'])} "

@@ -240,6 +240,23 @@ def _save_checkpoint(algo: Any, output: Path, progress: dict[str, Any]) -> Path:
     return final
 
 
+def _truncate_progress(csv_path: Path, iterations: int) -> None:
+    """Keep the rows of ``progress.csv`` up to ``iterations`` (the checkpoint's), atomically, in
+    the current columns."""
+    if not csv_path.exists():
+        return
+    with csv_path.open(newline="") as f:
+        rows = [
+            r for r in csv.DictReader(f) if r.get("iteration") and int(r["iteration"]) <= iterations
+        ]
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(csv_path)
+
+
 # --- the loop --------------------------------------------------------------------------------
 
 
@@ -365,12 +382,17 @@ def train(
     from torch.utils.tensorboard import SummaryWriter
 
     csv_path = output / "progress.csv"
+    if restore_from is not None:
+        # Rows and TensorBoard events written after the checkpoint belong to a past that the
+        # resumed run replaces: drop them, so that the record rises through kills and resumes.
+        _truncate_progress(csv_path, int(previous.get("iterations", 0)))
     new_csv = not csv_path.exists()
     csv_file = csv_path.open("a", newline="")
     writer = csv.DictWriter(csv_file, fieldnames=list(METRIC_COLUMNS))
     if new_csv:
         writer.writeheader()
-    tb = SummaryWriter(str(output / "tb"))
+    # purge_step: TensorBoard hides the earlier run's events from this step on.
+    tb = SummaryWriter(str(output / "tb"), purge_step=steps_offset + 1 if steps_offset else None)
 
     stop = run.stop
     iteration = int(previous.get("iterations", 0))
@@ -519,6 +541,11 @@ def train(
         # that was learned from (below frames_per_second when the learner is the bottleneck).
         "trained_frames_per_second": round(trained_in_run / run_time, 1) if run_time > 0 else 0.0,
         "stopped_because": stopped_because,
+        # This process's part of the run (a resumed run's totals above include the earlier ones;
+        # frames_per_second and trained_frames_per_second are this session's rates).
+        "resumed_from_env_steps": steps_offset,
+        "session_env_steps": env_steps - steps_offset,
+        "session_time_s": round(time.monotonic() - start, 1),
         "checkpoint": str(checkpoint),
         "env_runner_nodes": placement,  # {"runners": n, "nodes": {node id: runners there}}
     }

@@ -210,6 +210,14 @@ def test_driver_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     shutil.copytree(kept, snapshot)
     rows_before = read_rows(out)
     assert saved["env_steps"] > 0 and saved["iterations"] >= 1
+    # The killed run may or may not have logged past its last checkpoint: make sure it did, with a
+    # row from "after" the checkpoint (as a run killed later would leave), which must not survive.
+    stale = dict(rows_before[-1], iteration=str(int(rows_before[-1]["iteration"]) + 1))
+    stale["env_steps"] = str(int(rows_before[-1]["env_steps"]) + 10**6)
+    with (out / "progress.csv").open("a", newline="") as f:
+        csv.DictWriter(f, fieldnames=list(rows_before[0])).writerow(stale)
+    rows_before = read_rows(out)
+    assert len(rows_before) > saved["iterations"]
 
     probe = tmp_path / "probe.py"
     probe.write_text(RESUME_PROBE)
@@ -237,13 +245,28 @@ def test_driver_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["iterations"] == stop_at
     assert summary["env_steps"] > saved["env_steps"]
-    new_rows = read_rows(out)[len(rows_before) :]
+    new_rows = read_rows(out)[saved["iterations"] :]
     assert [int(r["iteration"]) for r in new_rows] == list(
         range(saved["iterations"] + 1, stop_at + 1)
     )
     steps = [int(r["env_steps"]) for r in new_rows]
     assert steps[0] > saved["env_steps"] and steps == sorted(steps)
     assert verify_checkpoint(out / "checkpoint")["env_steps"] == summary["env_steps"]
+    # The record never goes back in time: rows written after the checkpoint (the killed run went
+    # on past it) are gone; iterations and env steps rise strictly through the kill and resume,
+    # and progress.csv ends where summary.json does.
+    rows = read_rows(out)
+    assert [int(r["iteration"]) for r in rows] == list(range(1, stop_at + 1))
+    all_steps = [int(r["env_steps"]) for r in rows]
+    assert all(a < b for a, b in zip(all_steps[:-1], all_steps[1:], strict=True)), all_steps
+    assert rows[: saved["iterations"]] == rows_before[: saved["iterations"]]
+    assert (
+        all_steps[-1] == summary["env_steps"]
+        and int(rows[-1]["iteration"]) == summary["iterations"]
+    )
+    assert summary["resumed_from_env_steps"] == saved["env_steps"]
+    assert summary["session_env_steps"] == summary["env_steps"] - saved["env_steps"]
+    assert "env steps in all" in second.stdout and "of them in this session" in second.stdout
     assert verify_checkpoint(snapshot) == saved  # the copy we compared against was whole
 
 

@@ -63,7 +63,7 @@ def naive_unroll(
                 per_head.append(torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v)
             rows = block.attention_norm(rows + torch.cat(per_head, dim=-1))
             hidden = rows
-            for index, layer in enumerate(block.mlp):
+            for index, layer in enumerate(core.attention_mlp):
                 hidden = layer(F.relu(hidden) if index else hidden)
             rows = block.mlp_norm(rows + hidden)
         attended = rows[:, : core.mem_slots]

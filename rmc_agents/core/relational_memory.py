@@ -18,6 +18,8 @@ with the affine projection): the same function with a fraction of the products.
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -57,32 +59,44 @@ def _init_linear(layer: nn.Linear) -> None:
 
 
 class _AttentionBlock(nn.Module):
-    """The weights of one attention block: qkv projection, MLP and three row-wise LayerNorms.
+    """The weights of one attention block: qkv projection and three row-wise LayerNorms.
 
     The qkv Linear's output is laid out head by head, each head as ``[query, key, value]``
-    (``key_size, key_size, head_size`` features), as in Sonnet v1.
+    (``key_size, key_size, head_size`` features), as in Sonnet v1. The attention MLP is not the
+    block's: Sonnet v1 builds one before its block loop and applies it in every block.
     """
 
-    def __init__(self, mem_size: int, qkv_size: int, mlp_layers: int) -> None:
+    def __init__(self, mem_size: int, qkv_size: int) -> None:
         super().__init__()
         self.qkv = nn.Linear(mem_size, qkv_size)
         self.qkv_norm = nn.LayerNorm(qkv_size)
         self.attention_norm = nn.LayerNorm(mem_size)
-        self.mlp = nn.ModuleList(nn.Linear(mem_size, mem_size) for _ in range(mlp_layers))
         self.mlp_norm = nn.LayerNorm(mem_size)
 
     def project_qkv(self, rows: torch.Tensor) -> torch.Tensor:
         """Row-wise ``LayerNorm(Linear(rows))``: the queries, keys and values of every head."""
         return self.qkv_norm(self.qkv(rows))
 
-    def run_mlp(self, rows: torch.Tensor) -> torch.Tensor:
-        """The attention MLP: ReLU between layers, none after the last."""
-        hidden = rows
-        for index, layer in enumerate(self.mlp):
-            if index > 0:
-                hidden = F.relu(hidden)
-            hidden = layer(hidden)
-        return hidden
+
+def _load_per_block_mlp(
+    module: nn.Module, state_dict: dict, prefix: str, *args: Any, **kwargs: Any
+) -> None:
+    """Load a state dict saved when each block had its own MLP (``blocks.<i>.mlp.*``): block 0's
+    becomes the shared ``attention_mlp``. (With one block, the only layout that was trained, the
+    two are the same function.) Later blocks' MLPs have no place in the shared layout and are
+    dropped with a warning."""
+    old = prefix + "blocks.0.mlp."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "attention_mlp." + key[len(old) :]] = state_dict.pop(key)
+    later = [k for k in state_dict if k.startswith(prefix + "blocks.") and ".mlp." in k]
+    if later:
+        warnings.warn(
+            f"RelationalMemory: dropping {len(later)} per-block MLP weights of blocks after the "
+            "first (saved before the MLP was shared across blocks, as in Sonnet v1)",
+            stacklevel=2,
+        )
+        for key in later:
+            del state_dict[key]
 
 
 class RelationalMemory(nn.Module):
@@ -93,12 +107,13 @@ class RelationalMemory(nn.Module):
         mem_slots: number of memory slots (rows of the memory matrix).
         head_size: value size of one attention head; ``mem_size = head_size * num_heads``.
         num_heads: number of attention heads.
-        num_blocks: number of attention blocks applied per step (weights are not shared).
+        num_blocks: number of attention blocks applied per step. Each block has its own qkv
+            projection and LayerNorms; the attention MLP is one, shared by all blocks (Sonnet v1).
         forget_bias: constant added to the forget gate before its sigmoid (not trained).
         input_bias: constant added to the input gate before its sigmoid (not trained).
         gate_style: ``"unit"`` (a gate per memory element), ``"memory"`` (a scalar gate per slot)
             or ``None`` (no gating: the attended memory replaces the old one).
-        attention_mlp_layers: Linear layers of width ``mem_size`` in each block's MLP.
+        attention_mlp_layers: Linear layers of width ``mem_size`` in the attention MLP.
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
 
     Raises:
@@ -149,11 +164,13 @@ class RelationalMemory(nn.Module):
 
         self.input_projection = nn.Linear(self.input_size, self.mem_size)
         self.blocks = nn.ModuleList(
-            _AttentionBlock(
-                self.mem_size, self.num_heads * self._head_qkv_size, self.attention_mlp_layers
-            )
+            _AttentionBlock(self.mem_size, self.num_heads * self._head_qkv_size)
             for _ in range(self.num_blocks)
         )
+        self.attention_mlp = nn.ModuleList(
+            nn.Linear(self.mem_size, self.mem_size) for _ in range(self.attention_mlp_layers)
+        )
+        self.register_load_state_dict_pre_hook(_load_per_block_mlp)
         if self.gate_style is None:
             self.gate_inputs = None
             self.gate_memory = None
@@ -161,11 +178,26 @@ class RelationalMemory(nn.Module):
             gate_size = self.mem_size if self.gate_style == "unit" else 1
             self.gate_inputs = nn.Linear(self.mem_size, 2 * gate_size)
             self.gate_memory = nn.Linear(self.mem_size, 2 * gate_size)
-            biases = [self.input_bias] * gate_size + [self.forget_bias] * gate_size
-            self.register_buffer("_gate_bias", torch.tensor(biases), persistent=False)
+            self._gate_bias_values = [self.input_bias] * gate_size + [self.forget_bias] * gate_size
+            # Kept in float64 whatever the module's dtype (see _apply), cast where it is added.
+            self.register_buffer(
+                "_gate_bias",
+                torch.tensor(self._gate_bias_values, dtype=torch.float64),
+                persistent=False,
+            )
         eye = torch.eye(self.mem_slots, max(self.mem_slots, self.mem_size))
         self.register_buffer("_initial_memory", eye[:, : self.mem_size], persistent=False)
         self.reset_parameters()
+
+    def _apply(self, fn: Any, recurse: bool = True) -> RelationalMemory:
+        # A dtype change (``.float()``, ``.double()``, ``.to(dtype)``) would round the constant
+        # gate biases through it (0.7 in float32 is 0.7 - 1.2e-8): rebuild them exactly.
+        super()._apply(fn, recurse)
+        if self.gate_style is not None:
+            self._gate_bias = torch.tensor(
+                self._gate_bias_values, dtype=torch.float64, device=self._initial_memory.device
+            )
+        return self
 
     def reset_parameters(self) -> None:
         """Initialise like Sonnet v1: truncated-normal Linear weights, zero biases, unit LayerNorms."""
@@ -327,7 +359,8 @@ class RelationalMemory(nn.Module):
         if self.gate_inputs is not None:
             # The mean over rows commutes with the affine projection: project the mean row only.
             mean_input = inputs.mean(dim=-2) if inputs is not None else proj(rows.mean(dim=-2))
-            gate_inputs = self.gate_inputs(mean_input) + self._gate_bias
+            gate_inputs = self.gate_inputs(mean_input)
+            gate_inputs = gate_inputs + self._gate_bias.to(gate_inputs.dtype)
         return inputs, input_qkv, gate_inputs
 
     def _step(
@@ -384,8 +417,17 @@ class RelationalMemory(nn.Module):
             if weights is not None:
                 attention.append(weights)
             rows = block.attention_norm(residual + attended)
-            rows = block.mlp_norm(rows + block.run_mlp(rows))
+            rows = block.mlp_norm(rows + self._run_mlp(rows))
         return rows, attention
+
+    def _run_mlp(self, rows: torch.Tensor) -> torch.Tensor:
+        """The attention MLP (shared by all blocks): ReLU between layers, none after the last."""
+        hidden = rows
+        for index, layer in enumerate(self.attention_mlp):
+            if index > 0:
+                hidden = F.relu(hidden)
+            hidden = layer(hidden)
+        return hidden
 
     def _multihead_attention(
         self, qkv: torch.Tensor, num_queries: int, return_weights: bool

@@ -64,7 +64,7 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
         for layer in range(cfg["attention_mlp_layers"]):
             if layer > 0:
                 hidden = np.maximum(hidden, 0.0)
-            hidden = linear(f"blocks.{b}.mlp.{layer}", hidden)
+            hidden = linear(f"attention_mlp.{layer}", hidden)  # one MLP, shared by the blocks
         mx = norm(f"blocks.{b}.mlp_norm", mx + hidden)
     new_memory = mx[:, :slots]
     attention = np.stack(all_weights, axis=1)
@@ -354,3 +354,51 @@ def test_padded_cpu_softmax_equals_softmax_with_its_gradient(width: int) -> None
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=0, atol=1e-14)
     torch.testing.assert_close(grad_got, grad_want, rtol=0, atol=1e-14)
+
+
+def test_blocks_share_one_attention_mlp_as_in_sonnet():
+    """Sonnet v1 builds the attention MLP once, before its block loop: a second block adds its
+    own qkv projection and LayerNorms, not another MLP."""
+    one = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2, num_blocks=1)
+    two = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2, num_blocks=2)
+    per_block = sum(p.numel() for p in two.blocks[1].parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(two) == count(one) + per_block
+    assert not any(".mlp." in name for name, _ in two.named_parameters())
+    assert sum(1 for n, _ in two.named_parameters() if n.startswith("attention_mlp.")) == 4
+
+
+def test_gate_biases_are_exact_in_the_modules_dtype():
+    module = RelationalMemory(
+        input_size=3, mem_slots=2, head_size=4, forget_bias=0.7, input_bias=0.3
+    ).double()
+    gate_size = module.mem_size
+    bias = module._gate_bias.to(torch.float64)
+    assert bias[0].item() == 0.3 and bias[gate_size].item() == 0.7  # not 0.7 - 1.2e-8
+    assert module.float().double()._gate_bias[gate_size].item() == 0.7  # round trips too
+    x = torch.zeros(1, 3, dtype=torch.float64)
+    memory = module.initial_state(1)
+    with torch.no_grad():
+        module.gate_inputs.weight.zero_()
+        module.gate_inputs.bias.zero_()
+        module.gate_memory.weight.zero_()
+        module.gate_memory.bias.zero_()
+        _, _, gates = module._precompute_inputs(x[:, None])
+    assert gates.dtype == torch.float64 and gates[0, gate_size].item() == 0.7
+    assert memory.dtype == torch.float64
+
+
+def test_a_state_dict_saved_with_a_per_block_mlp_still_loads():
+    """Checkpoints saved before the MLP was shared name it ``blocks.0.mlp.*``."""
+    module = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2)
+    old = {
+        (k.replace("attention_mlp.", "blocks.0.mlp.") if k.startswith("attention_mlp.") else k): v
+        for k, v in module.state_dict().items()
+    }
+    fresh = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2)
+    fresh.load_state_dict(old)  # strict: every key placed
+    x = torch.randn(2, 5)
+    state = module.initial_state(2)
+    out_a, _ = module(x, state)
+    out_b, _ = fresh(x, state)
+    torch.testing.assert_close(out_a, out_b)

@@ -316,3 +316,54 @@ def test_frame_cap_truncates(backend):
     )
     outcomes = [game.step(0)[1:] for _ in range(4)]
     assert outcomes == [(False, False)] * 3 + [(False, True)]
+
+
+# ---------------------------------------------------------------- what each kind of cell looks like
+# Written out by hand from SPEC section 1 (I2A's colours and priority pacman > ghost > pill > food >
+# wall > empty; the planes walls, food, pacman, ghost 1-e, edible ghost e, pill), not from encode.py.
+CELLS = {  # cell: (what is there, I2A rgb, six planes)
+    (1, 1): ("pacman", (0, 1, 0), (0, 0, 1, 0, 0, 0)),
+    (13, 17): ("ghost, power 0", (1, 0, 0), (0, 0, 0, 1, 0, 0)),
+    (3, 5): ("pill and food", (0, 1, 1), (0, 1, 0, 0, 0, 1)),
+    (13, 2): ("pill", (0, 1, 1), (0, 0, 0, 0, 0, 1)),
+    (1, 3): ("food", (0, 0, 1), (0, 1, 0, 0, 0, 0)),
+    (0, 0): ("wall", (1, 1, 1), (1, 0, 0, 0, 0, 0)),
+    (1, 2): ("empty corridor", (0, 0, 0), (0, 0, 0, 0, 0, 0)),
+}
+
+
+@pytest.mark.parametrize("obs_type", ["rgb", "planes"])
+def test_each_kind_of_cell_is_drawn_as_the_spec_says(obs_type):
+    import gymnasium as gym
+
+    env = gym.make("MiniPacman-Full-v0", obs_type=obs_type)
+    env.reset(seed=0)
+    obs, _ = env.unwrapped.place(
+        pacman=(1, 1),
+        ghosts=[(13, 17, "left")],
+        food=[(1, 3), (3, 5), (13, 1)],
+        pills=[(3, 5), (13, 2)],
+    )
+    for (r, c), (what, rgb, planes) in CELLS.items():
+        want = rgb if obs_type == "rgb" else planes
+        assert obs[r, c].tolist() == list(map(float, want)), (what, obs[r, c].tolist())
+
+
+def test_level_start_ghost_directions_are_drawn():
+    """Each ghost's first heading is random: over 600 games all four directions occur, each in
+    roughly a quarter of them (SPEC: a random direction)."""
+    game = Game("regular", "batch", n=600)
+    heads = [game.lane(i)["ghosts"][0][1] for i in range(600)]
+    counts = {d: heads.count(d) for d in ("up", "down", "left", "right")}
+    assert all(90 < n < 210 for n in counts.values()), counts
+
+
+def test_pacman_is_re_placed_when_a_food_clear_starts_a_new_level():
+    """The last food eaten at (1, 2): the new level puts Pacman on a random corridor cell."""
+    n = 300
+    game = Game("regular", "batch", n=n).place(**base_position(food=[(1, 2)]))
+    game.step(1)  # right, onto the last food
+    cells = [game.lane(i)["pacman"] for i in range(n)]
+    assert all(game.lane(i)["level"] == 2 for i in range(n))
+    assert sum(tuple(c) == (1, 2) for c in cells) < n // 10
+    assert len({tuple(c) for c in cells}) > 60

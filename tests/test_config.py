@@ -121,3 +121,31 @@ def test_none_overrides_set_null_when_not_skipped(tmp_path):
     path = write(tmp_path, "seed: 3\n")
     assert load_config(Run, path, overrides={"seed": None}).seed == 3  # an unset flag
     assert load_config(Run, path, overrides={"seed": None}, skip_none=False).seed is None
+
+
+@pytest.mark.parametrize(
+    "key, value, kind",
+    [
+        ("steps", True, "integer"),  # a YAML bool is not an int (though Python's bool is one)
+        ("steps", 5.5, "integer"),
+        ("steps", "5", "integer"),
+        ("seed", False, "int"),
+        ("layers", [8, 2.5], "integer"),
+        ("optim.lr", True, "number"),
+        ("optim.lr", "fast", "number"),
+        ("verbose", 1, "true or false|bool"),
+        ("name", 3, "string|str"),
+        ("optim.kind", "sgd", "adam|rmsprop"),
+    ],
+)
+def test_values_of_the_wrong_type_are_refused(key, value, kind):
+    with pytest.raises(ConfigError, match=kind):
+        load_config(Run, overrides={key: value})
+
+
+def test_whole_floats_are_taken_for_integers_and_ints_for_floats():
+    cfg = load_config(Run, overrides={"steps": 5.0, "optim.lr": 1})
+    assert cfg.steps == 5 and isinstance(cfg.steps, int)
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
+    # YAML reads 1e-3 (no dot) as a string: numeric strings are numbers for float keys
+    assert load_config(Run, overrides={"optim.lr": "1e-3"}).optim.lr == 0.001

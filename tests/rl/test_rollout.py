@@ -166,6 +166,9 @@ def test_same_seed_same_scores(run_dir, capsys):
     assert scores("--deterministic", "--seed", "7") == first
     sampled = scores("--seed", "7")
     assert scores("--seed", "7") == sampled
+    # and the seed is used: another seed plays other games (the env's starts and the sampling)
+    assert scores("--deterministic", "--seed", "8") != first
+    assert scores("--seed", "8") != sampled
 
 
 @pytest.mark.slow

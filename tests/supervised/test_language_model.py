@@ -118,3 +118,17 @@ def test_too_small_corpus_for_the_batch(corpus_dir: Path) -> None:
     cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "train.batch_size": 1000})
     with pytest.raises(SupervisedError, match="too few for train.batch_size=1000"):
         LanguageModelTask(cfg, torch.device("cpu"))
+
+
+def test_evaluation_carries_the_state_across_windows(corpus_dir: Path) -> None:
+    """Evaluating in windows of 3 words must give what one window over the whole split gives:
+    the state runs on from window to window (a state reset per window would change the loss)."""
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "task.bptt": 3})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model().eval()
+    with torch.no_grad():
+        windows = task._evaluate_split(model, task.corpus.valid, None)
+        task.cfg.task.bptt = 10_000
+        whole = task._evaluate_split(model, task.corpus.valid, None)
+    assert windows["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+    assert windows["accuracy"] == whole["accuracy"]

@@ -192,3 +192,25 @@ def test_training_metrics_and_evaluation() -> None:
     assert loss.requires_grad and set(metrics) == {"loss", "char_accuracy", "sequence_accuracy"}
     result = task.evaluate(model, final=True)
     assert 0 <= result["char_accuracy"] <= 1 and 0 <= result["sequence_accuracy"] <= 1
+
+
+def test_char_accuracy_counts_characters_only_not_the_end_mark() -> None:
+    """Hand-worked: per-character accuracy counts the answer's characters (not EOS, not padding);
+    a sequence is right only if every character and its EOS are."""
+    import torch
+
+    from rmc_agents.supervised.learning_to_execute import EOS, PAD, VOCAB, _seq_metrics
+
+    a, b, c = (VOCAB.index(ch) for ch in "123")
+    target = torch.tensor([[a, b, EOS, PAD], [c, EOS, PAD, PAD], [a, EOS, PAD, PAD]])
+    predicted = torch.tensor([[a, c, EOS, a], [c, a, b, b], [a, EOS, c, c]])
+    logits = torch.nn.functional.one_hot(predicted, len(VOCAB)).float() * 5.0
+    m = _seq_metrics(logits, target)
+    assert int(m["chars"]) == 4  # 1, 2 | 3 | 1: the EOS marks and padding are not characters
+    assert int(m["chars_right"]) == 3  # the "2" of the first answer is wrong
+    assert int(m["tokens"]) == 7  # the loss counts characters and EOS
+    assert int(m["seqs_right"]) == 1  # row 1 misses its EOS, row 0 a character; row 2 is right
+    want = torch.nn.functional.cross_entropy(
+        logits[target != PAD], target[target != PAD], reduction="sum"
+    )
+    assert float(m["loss_sum"]) == pytest.approx(float(want))

@@ -66,13 +66,18 @@ def test_cli_smoke_run_writes_every_artifact(task, tiny_config_file, tmp_path: P
         assert rows(out / "eval.csv")[0]["test_perplexity"] == ""  # only the final row has it
 
 
-@pytest.mark.parametrize("task", ["nth-farthest", "language-model"])
+@pytest.mark.parametrize("task", ["nth-farthest", "learning-to-execute", "language-model"])
 def test_resume_continues_exactly(task, tiny_config_file, tmp_path: Path) -> None:
     config = str(tiny_config_file(task))
     extra = ["--data", str(write_corpus(tmp_path / "corpus"))] if task == "language-model" else []
     common = ["--config", config, "--no-progress", *extra]
     assert main([task, *common, "--steps", "5", "--output", str(tmp_path / "straight")]) == 0
     assert main([task, *common, "--steps", "3", "--output", str(tmp_path / "split")]) == 0
+    # As a run killed after its step-3 checkpoint would leave them: rows for steps past it.
+    for name in ("train.csv", "eval.csv"):
+        path = tmp_path / "split" / name
+        last = path.read_text().splitlines()[-1].split(",")
+        path.write_text(path.read_text() + ",".join(["4", *last[1:]]) + "\n")
     assert (
         main([task, *common, "--steps", "5", "--output", str(tmp_path / "split"), "--resume"]) == 0
     )
@@ -86,6 +91,19 @@ def test_resume_continues_exactly(task, tiny_config_file, tmp_path: Path) -> Non
         return [(r["step"], r["loss"]) for r in rows(tmp_path / run / "train.csv")]
 
     assert losses("split") == losses("straight")
+
+    # eval.csv: the fake step-4 row is gone; steps rise; the evaluations after the resume are
+    # the straight run's (the split run also evaluated at its end, step 3).
+    def evals(run: str) -> dict[str, dict]:
+        return {
+            r["step"]: {k: v for k, v in r.items() if k != "train_time_s"}
+            for r in rows(tmp_path / run / "eval.csv")
+        }
+
+    steps = [int(r["step"]) for r in rows(tmp_path / "split" / "eval.csv")]
+    assert steps == sorted(set(steps))
+    assert evals("split")["4"] == evals("straight")["4"]
+    assert evals("split")["5"] == evals("straight")["5"]
 
 
 def test_same_seed_same_run_other_seed_other_run(tiny_config_file, tmp_path: Path) -> None:

@@ -218,30 +218,58 @@ def test_viewport_is_crop_of_full_with_walls_outside(size, obs_type):
 
 
 # ---------------------------------------------------------------- rendering
+# What the picture must show at the centre of each kind of cell (render.py's palette, written out).
+PICTURE = {
+    (0, 0): (40, 50, 160),  # wall
+    (1, 1): (255, 225, 0),  # pacman
+    (13, 17): (230, 40, 40),  # ghost (power 0)
+    (13, 2): (255, 150, 60),  # pill
+    (1, 3): (230, 220, 200),  # food
+    (1, 2): (0, 0, 0),  # empty corridor
+}
+PLACED = dict(pacman=(1, 1), ghosts=[(13, 17, "left")], food=[(1, 3), (13, 1)], pills=[(13, 2)])
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_render_rgb_array(env_id):
     env = gym.make(env_id, render_mode="rgb_array")
     env.reset(seed=0)
-    env.step(1)
+    env.unwrapped.place(**PLACED)
     frame = env.render()
-    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
-    assert frame.shape[0] >= 15 * 24 and frame.shape[1] == 19 * frame.shape[1] // 19
-    assert 24 <= frame.shape[1] // 19 <= 32
+    cell, status = 28, 30
+    assert frame.dtype == np.uint8 and frame.shape == (15 * cell + status, 19 * cell, 3)
+    for (r, c), colour in PICTURE.items():
+        centre = frame[r * cell + cell // 2, c * cell + cell // 2]
+        assert tuple(centre) == colour, ((r, c), tuple(centre))
     window = (120, 255, 120)
-    has_outline = (frame == window).all(axis=2).any()
-    assert has_outline == (env_id == "MiniPacman-Viewport-v0")
+    outline = (frame == window).all(axis=2)
+    if env_id == "MiniPacman-Viewport-v0":  # the 5x5 window around (1, 1), cut at the map edge
+        rows, cols = np.nonzero(outline)
+        assert (rows.min(), cols.min()) == (0, 0)
+        assert (rows.max(), cols.max()) == (4 * cell - 1, 4 * cell - 1)
+    else:
+        assert not outline.any()
+    assert (frame[15 * cell :] != 0).any()  # the status line has text
     venv = gym.make_vec(env_id, num_envs=2, render_mode="rgb_array", **VEC)
     venv.reset(seed=0)
     frames = venv.render()
     assert len(frames) == 2 and frames[0].shape == frame.shape
 
 
-def test_render_human_headless():
-    env = gym.make("MiniPacman-Viewport-v0", render_mode="human")
-    assert env.metadata["render_fps"] > 0
-    env.reset(seed=0)
-    env.step(0)
-    env.close()
+def test_render_human_shows_the_rgb_array_picture():
+    import pygame
+
+    human = gym.make("MiniPacman-Viewport-v0", render_mode="human")
+    picture = gym.make("MiniPacman-Viewport-v0", render_mode="rgb_array")
+    assert human.metadata["render_fps"] > 0
+    for env in (human, picture):
+        env.reset(seed=0)
+        env.unwrapped.place(**PLACED)
+    human.render()
+    shown = pygame.surfarray.array3d(pygame.display.get_surface()).transpose(1, 0, 2)
+    np.testing.assert_array_equal(shown, picture.render())
+    human.close()
+    assert not pygame.display.get_init()
 
 
 def test_play_with_scripted_keys(monkeypatch, capsys):
@@ -249,13 +277,37 @@ def test_play_with_scripted_keys(monkeypatch, capsys):
 
     from envs.minipacman import play
 
+    from envs.minipacman.env import MiniPacmanEnv
+
     keys = [pygame.K_RIGHT, pygame.K_DOWN, pygame.K_SPACE, pygame.K_r, pygame.K_a, pygame.K_ESCAPE]
     events = iter([pygame.event.Event(pygame.KEYDOWN, key=k) for k in keys])
     monkeypatch.setattr(pygame.event, "wait", lambda: next(events))
+    calls = []
+    step, reset = MiniPacmanEnv.step, MiniPacmanEnv.reset
+
+    def recording_step(self, action):
+        calls.append(("step", action, self.unwrapped.mode))
+        return step(self, action)
+
+    def recording_reset(self, **kwargs):
+        calls.append(("reset", kwargs.get("seed")))
+        return reset(self, **kwargs)
+
+    monkeypatch.setattr(MiniPacmanEnv, "step", recording_step)
+    monkeypatch.setattr(MiniPacmanEnv, "reset", recording_reset)
     play.main(["--seed", "1", "--mode", "hunt"])
     assert "arrows" in capsys.readouterr().out
     with pytest.raises(StopIteration):
         next(events)  # every scripted key was consumed
+    # right, down, stay, then R restarts and A moves left; Esc quits
+    assert calls == [
+        ("reset", 1),
+        ("step", 1, "hunt"),
+        ("step", 4, "hunt"),
+        ("step", 0, "hunt"),
+        ("reset", None),
+        ("step", 3, "hunt"),
+    ]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

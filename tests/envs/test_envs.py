@@ -276,7 +276,6 @@ def test_play_with_scripted_keys(monkeypatch, capsys):
     import pygame
 
     from envs.minipacman import play
-
     from envs.minipacman.env import MiniPacmanEnv
 
     keys = [pygame.K_RIGHT, pygame.K_DOWN, pygame.K_SPACE, pygame.K_r, pygame.K_a, pygame.K_ESCAPE]

@@ -139,9 +139,15 @@ restore = Algorithm.restore_from_path
 def probed(self, path, *args, **kwargs):
     out = restore(self, path, *args, **kwargs)
     learner = self.learner_group.get_weights()["default_policy"]
+    optimizer = self.learner_group.get_state(components="learner/optimizer")
+    sampled = self.env_runner_group.foreach_env_runner(
+        lambda r: r.get_state()["num_env_steps_sampled_lifetime"], local_env_runner=False
+    )
     with open(sys.argv[1], "wb") as f:
-        pickle.dump({k: v.detach().cpu().numpy() if hasattr(v, "detach") else v
-                     for k, v in learner.items()}, f)
+        pickle.dump({"weights": {k: v.detach().cpu().numpy() if hasattr(v, "detach") else v
+                                 for k, v in learner.items()},
+                     "optimizer": optimizer["learner"]["optimizer"],
+                     "sampled": sampled}, f)
     return out
 
 Algorithm.restore_from_path = probed
@@ -235,11 +241,26 @@ def test_driver_killed_mid_run_resumes_from_its_last_checkpoint(tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"at {saved['env_steps']:,} env steps" in second.stdout
 
-    # Weights right after the restore are the checkpoint's, exactly.
-    restored = pickle.loads(restored_path.read_bytes())
+    # Weights, optimizer state (Adam's moments and step) and the EnvRunner's counter right after
+    # the restore are the checkpoint's, exactly.
+    probe_out = pickle.loads(restored_path.read_bytes())
+    restored = probe_out["weights"]
     assert set(restored) == set(saved_weights)
     for name, value in saved_weights.items():
         np.testing.assert_array_equal(np.asarray(restored[name]), value, err_msg=name)
+    saved_learner = pickle.loads((snapshot / "learner_group/learner/state.pkl").read_bytes())
+    want_opt = saved_learner["optimizer"]["default_policy_default_optimizer"]["state"]
+    got_opt = probe_out["optimizer"]["default_policy_default_optimizer"]["state"]
+    assert set(got_opt["state"]) == set(want_opt["state"]) and want_opt["state"]
+    for pid, moments in want_opt["state"].items():
+        for key, value in moments.items():
+            np.testing.assert_array_equal(
+                np.asarray(got_opt["state"][pid][key]), np.asarray(value), err_msg=f"{pid}/{key}"
+            )
+    runner_state = pickle.loads((snapshot / "env_runner/state.pkl").read_bytes())
+    assert probe_out["sampled"] and all(
+        n >= runner_state["num_env_steps_sampled_lifetime"] for n in probe_out["sampled"]
+    )
 
     # Counters continue from the checkpoint: iterations and env steps go on rising.
     summary = json.loads((out / "summary.json").read_text())

@@ -109,7 +109,10 @@ def test_a_failing_loss_stops_the_run_with_the_error(ray_cluster, tmp_path, tiny
         overrides={**tiny, "env": "CartPole-v1", "model.core": "gru", "stop.iterations": 50},
     )
     run.stall_seconds = 60
-    with pytest.raises(TrainingError, match="the learner thread failed: RuntimeError: deliberately broken value head"):
+    with pytest.raises(
+        TrainingError,
+        match="the learner thread failed: RuntimeError: deliberately broken value head",
+    ):
         train(run, tmp_path / "broken", log=lambda line: None)
 
 

@@ -44,9 +44,14 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from torch import nn
 
 from rmc_agents.core import as_tuple, make_core
+from rmc_agents.rl import quiet
 from rmc_agents.rl.cuda_graphs import GraphedUnroll
 from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
 from rmc_agents.rl.settings import ModelSettings
+
+# EnvRunner and learner processes import this module to build the policy: quiet RLlib's start-up
+# lines there too (rmc_agents.rl.quiet).
+quiet.install()
 
 __all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
 

@@ -341,6 +341,9 @@ def train(
     if restore_from is not None:
         previous = json.loads((restore_from / PROGRESS_FILE).read_text())
 
+    from rmc_agents.rl import quiet
+
+    quiet.install()
     if not ray.is_initialized():
         res = run.resources
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}

@@ -74,6 +74,16 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert not (out / "checkpoint.tmp").exists()
 
 
+def test_start_up_says_nothing_that_does_not_concern_the_user(smoke_run):
+    from rmc_agents.rl.quiet import NOISE
+
+    proc, _, _ = smoke_run
+    text = proc.stdout + proc.stderr
+    for line in NOISE:
+        assert line not in text, line
+    assert "DeprecationWarning" not in text
+
+
 def test_resume_continues_the_step_counters(smoke_run):
     proc, out, _ = smoke_run
     assert proc.returncode == 0

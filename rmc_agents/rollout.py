@@ -119,6 +119,8 @@ def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
         return root, None
     if _is_module_dir(root / "default_policy"):  # the multi-module dir .../rl_module
         return find_checkpoint(root / "default_policy")
+    if _is_module_dir(root / "policy"):  # an exported agent (pretrained/<name>/policy)
+        return root / "policy", None
     for name in ("checkpoint", "checkpoint.old"):  # the trainer's final (or mid-swap) checkpoint
         if _is_algorithm_checkpoint(root / name):
             return root / name / MODULE_SUBDIR, root / name
@@ -165,13 +167,19 @@ def _env_from_algorithm_config(checkpoint: Path) -> tuple[str, dict[str, Any]] |
     return None
 
 
-def find_run_env(checkpoint: Path | None) -> tuple[str, dict[str, Any]] | None:
+def find_run_env(
+    checkpoint: Path | None, module_dir: Path | None = None
+) -> tuple[str, dict[str, Any]] | None:
     """``(env spec, env kwargs)`` the checkpoint was trained on, or None if nothing says.
 
     Looks for the run's ``config.yaml`` in the checkpoint dir and its parent (the trainer writes
-    ``<output>/config.yaml`` and ``<output>/checkpoint/``), then in RLlib's stored config.
+    ``<output>/config.yaml`` and ``<output>/checkpoint/``), then in RLlib's stored config; for a
+    bare module dir (an exported agent), beside it and in its parent.
     """
     if checkpoint is None:
+        for directory in () if module_dir is None else (module_dir, module_dir.parent):
+            if (directory / RUN_CONFIG).is_file():
+                return _env_from_run_config(directory / RUN_CONFIG)
         return None
     for directory in (checkpoint, checkpoint.parent):
         if (directory / RUN_CONFIG).is_file():
@@ -211,7 +219,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             files, classes that cannot be imported), with the cause in one line.
     """
     module_dir, checkpoint = find_checkpoint(path)
-    env = find_run_env(checkpoint)
+    env = find_run_env(checkpoint, module_dir)
     import torch
     from ray.rllib.core.rl_module.rl_module import RLModule
 

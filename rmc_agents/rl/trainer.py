@@ -257,6 +257,47 @@ def _truncate_progress(csv_path: Path, iterations: int) -> None:
     tmp.replace(csv_path)
 
 
+class _BestPolicy:
+    """The policy of the iteration with the best mean episode return so far, kept in memory and
+    written to ``<output>/best/`` with each checkpoint: ``policy/`` (an RLModule directory, weights
+    only), ``config.yaml`` and ``best.json`` (its iteration, env steps and return).
+    ``python -m rmc_agents.rollout --checkpoint <output>/best`` plays it."""
+
+    def __init__(self) -> None:
+        self.weights: dict[str, Any] | None = None
+        self.row: dict[str, Any] = {}
+        self.written = True
+
+    def hold(self, algo: Any, row: dict[str, Any]) -> None:
+        try:
+            self.weights = algo.learner_group.get_weights()["default_policy"]
+        except Exception:  # pragma: no cover - keep training; the best copy is a convenience
+            return
+        self.row, self.written = dict(row), False
+
+    def write(self, checkpoint: Path, output: Path) -> None:
+        if self.written or self.weights is None:
+            return
+        import pickle
+
+        module_dir = checkpoint / "learner_group" / "learner" / "rl_module" / "default_policy"
+        tmp, final = output / "best.tmp", output / "best"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(module_dir, tmp / "policy")
+        state = {
+            k: v.detach().cpu().numpy() if hasattr(v, "detach") else v
+            for k, v in self.weights.items()
+        }
+        with (tmp / "policy" / "module_state.pkl").open("wb") as f:
+            pickle.dump(state, f)
+        if (output / RUN_MARKER).is_file():
+            shutil.copy(output / RUN_MARKER, tmp / RUN_MARKER)
+        (tmp / "best.json").write_text(json.dumps(self.row, indent=2))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        self.written = True
+
+
 # --- the loop --------------------------------------------------------------------------------
 
 
@@ -411,6 +452,7 @@ def train(
     fps_samples: list[tuple[float, float]] = []
     trained_in_run = 0.0  # env steps trained by this process (RLlib's counter may not resume)
     stopped_because = ""
+    best_policy = _BestPolicy()
     interactive = sys.stdout.isatty()
     last_print = 0.0
     try:
@@ -455,7 +497,9 @@ def train(
                         row[column] = _number(next((v for v in found if v is not None), None))
                 if row["episode_return_mean"] is not None:
                     last_return = row["episode_return_mean"]
-                    best = last_return if best is None else max(best, last_return)
+                    if best is None or last_return > best:
+                        best = last_return
+                        best_policy.hold(algo, row)
                 writer.writerow(row)
                 csv_file.flush()
                 for column, value in row.items():
@@ -490,7 +534,8 @@ def train(
                 if stopped_because:
                     break
                 if time.monotonic() - last_ckpt >= run.checkpoint_every_seconds:
-                    _save_checkpoint(algo, output, progress)
+                    saved = _save_checkpoint(algo, output, progress)
+                    best_policy.write(saved, output)
                     last_ckpt = time.monotonic()
     except _Stalled as exc:
         if interactive:
@@ -523,6 +568,7 @@ def train(
     if interactive:
         print()
     checkpoint = _save_checkpoint(algo, output, progress)
+    best_policy.write(checkpoint, output)
     try:
         placement = env_runner_nodes(algo)  # again: restarted runners may have moved
     except Exception:  # pragma: no cover - reporting only

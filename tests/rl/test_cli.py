@@ -72,6 +72,18 @@ def test_smoke_run_writes_every_output(smoke_run):
     module_dir = out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy"
     assert module_dir.is_dir()
     assert not (out / "checkpoint.tmp").exists()
+    # the best iteration's policy, beside the last checkpoint
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["episode_return_mean"] == summary["best_episode_return_mean"]
+    assert (out / "best" / "policy" / "module_state.pkl").is_file()
+    assert (out / "best" / "config.yaml").read_text() == (out / "config.yaml").read_text()
+
+
+def test_the_best_policy_plays(smoke_run):
+    from rmc_agents.rollout import main as rollout_main
+
+    _, out, _ = smoke_run
+    assert rollout_main(["--checkpoint", str(out / "best"), "--episodes", "1", "--seed", "0"]) == 0
 
 
 def test_start_up_says_nothing_that_does_not_concern_the_user(smoke_run):

@@ -13,6 +13,7 @@ from torch import nn
 
 from rmc_agents.core._validation import (
     check_batch_size,
+    check_finite_float,
     check_positive_int,
     check_resets,
     check_tensor,
@@ -206,13 +207,47 @@ class LSTMCore(_TorchRNNCore):
         hidden_size: LSTM units per layer; also the output size.
         num_layers: stacked LSTM layers.
         input_rows: if given, inputs may come as ``[..., input_rows, input_size // input_rows]``.
+        forget_bias: the forget gates' bias at the start, the others' 0, as Sonnet's LSTM (the
+            paper's baselines: biases from 0 plus a constant ``forget_bias = 1`` on the forget
+            gate, the same function as a trained bias that starts there). None: PyTorch's own
+            initialisation (all biases uniform in +-1/sqrt(hidden_size)).
 
     Raises:
-        TypeError, ValueError: an argument is not a positive int (the message names it).
+        TypeError, ValueError: an argument is not a positive int, or ``forget_bias`` not a finite
+            number (the message names it).
     """
 
     _rnn_class = nn.LSTM
     _num_states = 2
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        input_rows: int | None = None,
+        forget_bias: float | None = 1.0,
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers, input_rows)
+        self.forget_bias = (
+            None if forget_bias is None else check_finite_float("forget_bias", forget_bias)
+        )
+        self.reset_biases()
+
+    def reset_biases(self) -> None:
+        """Set the biases as ``forget_bias`` says (PyTorch's gate order: input, forget, cell, output)."""
+        if self.forget_bias is None:
+            return
+        h = self.hidden_size
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
+                bias = getattr(self.rnn, f"bias_hh_l{layer}")
+                bias.zero_()
+                bias[h : 2 * h] = self.forget_bias
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, forget_bias={self.forget_bias}"
 
 
 class GRUCore(_TorchRNNCore):

@@ -44,6 +44,9 @@ class ModelSettings:
     gate_style: Literal["unit", "memory", "none"] = "memory"
     attention_mlp_layers: int = 2
     hidden_size: int = 256
+    forget_bias: float | None = (
+        1.0  # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's init
+    )
     conv_channels: list[int] = field(default_factory=lambda: [12, 24])
     mlp_hiddens: list[int] = field(default_factory=lambda: [64])
     image_rows: bool = True
@@ -74,6 +77,8 @@ class ModelSettings:
                 "gate_style": None if self.gate_style == "none" else self.gate_style,
                 "attention_mlp_layers": self.attention_mlp_layers,
             }
+        if self.core == "lstm":
+            return {"hidden_size": self.hidden_size, "forget_bias": self.forget_bias}
         return {"hidden_size": self.hidden_size}
 
     def rllib_model_config(self) -> dict[str, Any]:

@@ -112,3 +112,19 @@ def test_gradients_reach_every_parameter(cls: type) -> None:
     outputs.sum().backward()
     for name, param in core.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_lstm_forget_bias_starts_as_in_sonnet():
+    """Sonnet's LSTM (the paper's baselines): biases from 0, forget gates from forget_bias = 1."""
+    core = LSTMCore(input_size=3, hidden_size=4, num_layers=2)
+    for layer in range(2):
+        ih = getattr(core.rnn, f"bias_ih_l{layer}").detach()
+        hh = getattr(core.rnn, f"bias_hh_l{layer}").detach()
+        total = (ih + hh).tolist()  # PyTorch adds the two; gate order input, forget, cell, output
+        assert total == [0.0] * 4 + [1.0] * 4 + [0.0] * 8
+    assert LSTMCore(3, 4, forget_bias=0.5).rnn.bias_hh_l0[4:8].tolist() == [0.5] * 4
+    torch.manual_seed(0)
+    default = LSTMCore(3, 4, forget_bias=None).rnn.bias_ih_l0.detach()
+    assert (default != 0).all()  # PyTorch's uniform initialisation, untouched
+    with pytest.raises(ValueError, match="forget_bias"):
+        LSTMCore(3, 4, forget_bias=float("nan"))

@@ -323,6 +323,10 @@ class GameCore:
         food = content & FOOD_BIT
         pill = content >> 1
         self.food_left = self.food_left - food
+        if m.clear_on_food:
+            # DeepMind's code eats the food first, and the last food starts the next level at once:
+            # its new pills replace the one on this cell, which is neither eaten nor paid.
+            pill = where(self.food_left == 0, 0, pill)
         self.pills_left = self.pills_left - pill
         reward = reward + food * m.food + pill * m.pill
         self.power = where(pill, POWER_DURATION, self.power)
@@ -357,14 +361,17 @@ class GameCore:
             chosen = ghost_dir[(sd * 2 + flee) * nc + p]
             turn = junction[g] & random_turn_allowed & (u[3 * k + 1] < RANDOM_TURN_PROB)
             new_d = where(turn, random_dir[sd * 12 + o.to_int(u[3 * k + 2] * 12)], chosen)
-            moves = here & lnot(on) & (u[3 * k] < speed)
+            # A ghost Pacman walked onto still moves after killing him (DeepMind's code has no
+            # stop after a death); an eaten one does not.
+            moves = here & lnot(on & powered) & (u[3 * k] < speed)
             new_g = where(moves, ghost_next[g * 4 + new_d], g)
             G[k] = new_g
             D[k] = where(moves, new_d, d)
             hit = on | (moves & (new_g == p))
             eaten = hit & powered
             dies = hit & lnot(powered)
-            reward = reward + (dies & lnot(self.dead)) * m.killed + eaten * m.eat_ghost
+            # The death penalty is paid for every ghost that catches Pacman in this step.
+            reward = reward + dies * m.killed + eaten * m.eat_ghost
             self.dead = self.dead | dies
             A[k] = alive & lnot(eaten)
             self.ghosts_left = self.ghosts_left - eaten

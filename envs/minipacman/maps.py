@@ -37,7 +37,9 @@ HEIGHT, WIDTH = WALLS.shape
 # Actions: 0 stay, 1 right, 2 up, 3 left, 4 down. Ghost directions are actions 1..4 minus one.
 ACTION_DELTAS: tuple[tuple[int, int], ...] = ((0, 0), (0, 1), (-1, 0), (0, -1), (1, 0))
 DIR_DELTAS: tuple[tuple[int, int], ...] = ACTION_DELTAS[1:]
-SAFE_DISTANCE = 5  # ghosts start outside the (2*5+1)^2 box centred on Pacman
+# Ghosts start outside the box DeepMind's code blocks with the slice [p-5 : p+5] on rows and
+# columns: offsets -5..+4 from Pacman, an off-centre 10x10 box.
+SAFE_DISTANCE = 5
 RANDOM_TURN_SLOTS = 12  # a junction offers 2 or 3 choices; both divide 12
 
 
@@ -149,7 +151,14 @@ def map_tables() -> MapTables:
 
     far_lists = []
     for r, c in rc:
-        outside = (np.abs(rc[:, 0] - r) > SAFE_DISTANCE) | (np.abs(rc[:, 1] - c) > SAFE_DISTANCE)
+        dr, dc = rc[:, 0] - r, rc[:, 1] - c
+        box = (
+            (dr >= -SAFE_DISTANCE)
+            & (dr < SAFE_DISTANCE)
+            & (dc >= -SAFE_DISTANCE)
+            & (dc < SAFE_DISTANCE)
+        )
+        outside = ~box
         far_lists.append(np.flatnonzero(outside))
     max_far = max(len(f) for f in far_lists)
     far = np.zeros(nc * max_far, np.int64)

@@ -131,6 +131,26 @@ def test_other_modes_do_not_advance_on_food(backend):
 
 
 # ---------------------------------------------------------------- ghosts: count, placement, speed
+def reference_blocks_spawn(pr, pc, gr, gc, height=15, width=19, safe=5):
+    """DeepMind's ``_make_actor``, transcribed: it marks ``occupied[from:to, from:to] = 1`` with
+    ``from = max(p - safe, 1)`` and ``to = min(p + safe, size)`` on rows and columns (a slice: the
+    end is excluded), so a ghost cannot start on rows pr-5..pr+4, columns pc-5..pc+4."""
+    r0, r1 = max(pr - safe, 1), min(pr + safe, height)
+    c0, c1 = max(pc - safe, 1), min(pc + safe, width)
+    return r0 <= gr < r1 and c0 <= gc < c1
+
+
+def test_ghost_spawn_cells_are_the_references():
+    """For every Pacman cell, the cells a ghost may start on are exactly the corridor cells the
+    reference leaves free (its off-centre 10x10 box, not a centred 11x11 one)."""
+    t = map_tables()
+    cells = [tuple(map(int, rc)) for rc in t.rc]
+    for p, (pr, pc) in enumerate(cells):
+        ours = {cells[i] for i in t.far[p * t.max_far : p * t.max_far + t.far_count[p]]}
+        want = {(r, c) for r, c in cells if not reference_blocks_spawn(pr, pc, r, c)}
+        assert ours == want, (pr, pc)
+
+
 @pytest.mark.parametrize("level", range(1, 9))
 def test_ghost_count_by_level(level, backend):
     lane = _level_after("regular", backend, food=[(1, 2)], level=level)  # clear -> level+1
@@ -147,7 +167,7 @@ def test_level_start_positions():
         assert lane["food"].sum() == 138 and lane["pills"].sum() == 2 and len(lane["ghosts"]) == 1
         (gr, gc), _ = lane["ghosts"][0]
         pr, pc = lane["pacman"]
-        assert max(abs(gr - pr), abs(gc - pc)) > 5  # outside the 11x11 box around Pacman
+        assert not reference_blocks_spawn(pr, pc, gr, gc)  # outside DeepMind's box
         assert WALLS[gr, gc] == 0 and WALLS[pr, pc] == 0
     # Pacman's start cell is spread over the map (not a fixed cell)
     assert len({tuple(r) for r in rows}) > 100
@@ -303,11 +323,43 @@ def test_ghost_moving_onto_pacman_kills(backend):
     assert game.lane()["dead"]
 
 
-def test_death_penalty_given_once(backend):
+def test_death_penalty_paid_for_every_ghost_that_catches_pacman(backend):
+    """DeepMind's step loop has no stop after a death: each ghost on Pacman's cell pays."""
     ghosts = [(1, 2, "left"), (1, 2, "left")]
     game = Game("avoid", backend).place(**base_position(ghosts=ghosts))
     reward, terminated, _ = game.step(1)
+    assert terminated and reward == pytest.approx(0.1 - 20 - 20)
+    one = Game("avoid", backend).place(**base_position(ghosts=[(1, 2, "left"), FAR_GHOST]))
+    assert one.step(1)[0] == pytest.approx(0.1 - 20)
+
+
+def test_the_ghost_pacman_walks_onto_still_moves(backend):
+    """In DeepMind's code a ghost that Pacman walks onto (power 0) kills him and then takes its
+    own move in the same step: here from (1, 2), heading left along the corridor, to (1, 1)."""
+    game = Game("avoid", backend).place(
+        **base_position(pacman=(1, 1), ghosts=[(1, 2, "left")], level=FAST)
+    )
+    reward, terminated, _ = game.step(1)
     assert terminated and reward == pytest.approx(0.1 - 20)
+    assert game.lane()["pacman"] == (1, 2)
+    assert game.ghosts_rc() == [(1, 1)]
+
+
+@pytest.mark.parametrize("mode", ["regular", "avoid"])
+def test_the_last_food_on_a_pill_cell_starts_the_level_without_the_pill(mode, backend):
+    """DeepMind's code eats the food first; the last food starts the next level at once, whose
+    new pills replace the one on that cell: the pill is not eaten, paid or powering."""
+    step, food, pill = REWARDS[mode][:3]
+    game = Game(mode, backend).place(**base_position(food=[(1, 2)], pills=[(1, 2), (13, 2)]))
+    reward, _, _ = game.step(1)
+    lane = game.lane()
+    assert reward == pytest.approx(step + food)  # not + pill
+    assert lane["level"] == 2 and lane["power"] == 0 and lane["pills_left"] == 2
+    # not the last food: food and pill on one cell are both eaten (and paid)
+    game = Game(mode, backend).place(
+        **base_position(pills=[(1, 2), (13, 2)], food=[(1, 2), (13, 1)])
+    )
+    assert game.step(1)[0] == pytest.approx(step + food + pill)
 
 
 def test_frame_cap_truncates(backend):

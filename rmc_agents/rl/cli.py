@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from rmc_agents.config import ConfigError, apply_overrides, load_config, parse_set_items
     from rmc_agents.rl.cluster import ClusterError
     from rmc_agents.rl.envs import EnvResolutionError
-    from rmc_agents.rl.errors import UnsupportedSpaceError
-    from rmc_agents.rl.faults import CheckpointError
+    from rmc_agents.rl.errors import CheckpointError, UnsupportedSpaceError
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.rl.trainer import TrainingError, load_run_settings, train
 

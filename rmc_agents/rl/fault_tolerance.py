@@ -19,7 +19,7 @@ from ray.rllib.algorithms.appo import APPO
 from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
 
-from rmc_agents.rl.faults import NonFiniteUpdateError, non_finite_cause
+from rmc_agents.rl.errors import NonFiniteUpdateError, non_finite_cause
 
 __all__ = [
     "FaultTolerantAPPO",

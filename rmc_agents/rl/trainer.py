@@ -118,7 +118,7 @@ def check_output(output: Path, resume: bool, overwrite: bool) -> Path | None:
         raise TrainingError(f"output {output} is a file, not a directory")
     is_run = (output / RUN_MARKER).is_file()
     if resume:
-        from rmc_agents.rl.faults import verify_checkpoint
+        from rmc_agents.rl.checkpoints import verify_checkpoint
 
         for name in (CHECKPOINT_DIR, CHECKPOINT_DIR + ".old"):
             if (output / name / PROGRESS_FILE).is_file():
@@ -359,9 +359,9 @@ def train(
         TrainingError: output dir problems, a stalled or failed learner.
         ConfigError, EnvResolutionError: bad settings or env (before Ray starts).
     """
+    from rmc_agents.rl.checks import check_spaces
     from rmc_agents.rl.cluster import check_ray_address, requested_address
     from rmc_agents.rl.envs import resolve_env
-    from rmc_agents.rl.faults import check_spaces
 
     log = log or (lambda line: print(line, flush=True))
     output = Path(output)
@@ -398,7 +398,7 @@ def train(
             raise TrainingError(f"cannot join the Ray cluster at {address}: {exc}") from None
 
     from rmc_agents.rl.cluster import env_runner_nodes
-    from rmc_agents.rl.faults import non_finite_cause
+    from rmc_agents.rl.errors import non_finite_cause
 
     _check_gpus(run.resources)
     # Only now, with Ray up and able to place the run, is a run being overwritten cleared.

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rmc_agents.rl.faults import MODULE_STATE
+from rmc_agents.rl.checkpoints import MODULE_STATE
 
 REPO = Path(__file__).resolve().parents[2]
 #: Upper bound (s) for a failure that must come before Ray starts: Python + torch imports only.
@@ -135,12 +135,12 @@ CASES: list[tuple[str, Setup, str]] = [
     ("not_an_env_class", _env("json:JSONDecoder"), r"not a gymnasium.Env subclass"),
     (
         "unsupported_observation_space",
-        _env("rmc_agents.rl.faults:TextObservation"),
+        _env("rmc_agents.rl.fault_envs:TextObservation"),
         r"cannot encode its observation space.*Text",
     ),
     (
         "unsupported_action_space",
-        _env("rmc_agents.rl.faults:MatrixAction"),
+        _env("rmc_agents.rl.fault_envs:MatrixAction"),
         r"action space Box.*\(2, 2\).* not supported",
     ),
     (

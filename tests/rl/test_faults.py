@@ -18,14 +18,9 @@ import numpy as np
 import pytest
 from cluster.procs import descendants, wait_gone
 
+from rmc_agents.rl.checkpoints import MODULE_STATE, checkpoint_weights, verify_checkpoint
+from rmc_agents.rl.errors import CheckpointError, NonFiniteUpdateError
 from rmc_agents.rl.fault_tolerance import FaultTolerantIMPALA
-from rmc_agents.rl.faults import (
-    MODULE_STATE,
-    CheckpointError,
-    NonFiniteUpdateError,
-    checkpoint_weights,
-    verify_checkpoint,
-)
 from rmc_agents.rl.trainer import TrainingError, _save_checkpoint, prepare_output
 
 REPO = Path(__file__).resolve().parents[2]
@@ -411,7 +406,7 @@ def test_guard_refuses_a_non_finite_gradient_and_names_the_parameter(guard_learn
 def test_non_finite_cause_is_found_behind_a_remote_error():
     from ray.exceptions import RayTaskError
 
-    from rmc_agents.rl.faults import non_finite_cause
+    from rmc_agents.rl.errors import non_finite_cause
 
     inner = NonFiniteUpdateError("non-finite loss (nan)")
     wrapped = RayTaskError("update", "traceback text", inner)
@@ -436,7 +431,7 @@ def test_guard_passes_finite_updates(guard_learner):
 
 
 NAN_YAML = """\
-env: rmc_agents.rl.faults:RewardFault
+env: rmc_agents.rl.fault_envs:RewardFault
 env_kwargs: {fault_after: 300, fault_reward: .nan}
 model: {core: gru, hidden_size: 16, mlp_hiddens: [16]}
 training: {train_batch_size: 40, rollout_fragment_length: 20}

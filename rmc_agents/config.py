@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -130,12 +131,12 @@ def apply_overrides(
             continue
         parts = key.split(".")
         node = data
-        for i, part in enumerate(parts[:-1]):
-            if part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"{source}: unknown config key '{'.'.join(parts[: i + 1])}'")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"{source}: unknown config key '{key}'")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if part not in node or (not last and not isinstance(node[part], dict)):
+                raise ConfigError(_unknown_key(source, parts[: i + 1], node))
+            if not last:
+                node = node[part]
         node[parts[-1]] = value
     return _build(type(cfg), data, prefix="", source=source)
 
@@ -163,6 +164,17 @@ def save_config(cfg: Any, path: str | Path) -> None:
 # --- internals -------------------------------------------------------------------------------
 
 
+def _unknown_key(source: str, path: list[str], known: Iterable[str]) -> str:
+    """``unknown config key 'model.mem_slot' (did you mean 'model.mem_slots'?; known keys under
+    model: ...)``."""
+    known = list(known)
+    parent = ".".join(path[:-1])
+    close = difflib.get_close_matches(path[-1], known, n=1)
+    hint = f"did you mean '{'.'.join([*path[:-1], close[0]])}'?; " if close else ""
+    where = f" under {parent}" if parent else ""
+    return f"{source}: unknown config key '{'.'.join(path)}' ({hint}known keys{where}: {', '.join(known)})"
+
+
 def _build(cls: type[T], data: Mapping[str, Any], prefix: str, source: str) -> T:
     if not isinstance(data, Mapping):
         where = prefix.rstrip(".") or "top level"
@@ -171,10 +183,8 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str, source: str) -> T
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown config key '{prefix}{unknown[0]}' "
-            f"(known keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(fields)})"
-        )
+        path = [p for p in prefix.split(".") if p] + [unknown[0]]
+        raise ConfigError(_unknown_key(source, path, fields))
     kwargs: dict[str, Any] = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}", source)

@@ -149,3 +149,15 @@ def test_whole_floats_are_taken_for_integers_and_ints_for_floats():
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float)
     # YAML reads 1e-3 (no dot) as a string: numeric strings are numbers for float keys
     assert load_config(Run, overrides={"optim.lr": "1e-3"}).optim.lr == 0.001
+
+
+def test_unknown_keys_get_a_suggestion_and_the_known_keys(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"'optim.kinds' \(did you mean 'optim.kind'\?; known keys under optim: lr, kind\)",
+    ):
+        load_config(Run, overrides={"optim.kinds": "adam"})
+    with pytest.raises(ConfigError, match=r"did you mean 'optim.kind'\?"):
+        load_config(Run, write(tmp_path, "optim:\n  kinds: adam\n"))
+    with pytest.raises(ConfigError, match=r"unknown config key 'zzz' \(known keys: steps"):
+        load_config(Run, overrides={"zzz": 1})

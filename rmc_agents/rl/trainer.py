@@ -369,6 +369,8 @@ def train(
     # Fail early, before Ray starts and before the output dir is touched (and, for a bad env id,
     # before torch and Ray are imported: a user's typo is answered in a fraction of a second).
     resolve_env(run.env)
+    # A busy or damaged output dir is answered before anything heavy is imported.
+    restore_from = check_output(output, resume, overwrite)  # the directory is touched below
     check_spaces(run.env, run.env_kwargs, run.model)
     import ray
 
@@ -377,7 +379,6 @@ def train(
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
         address = check_ray_address(address)
-    restore_from = check_output(output, resume, overwrite)  # the directory is touched below
     previous: dict[str, Any] = {}
     if restore_from is not None:
         previous = json.loads((restore_from / PROGRESS_FILE).read_text())

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -207,11 +208,14 @@ def train(
     last_eval: dict[str, float] = {}
     window: dict[str, float] = {}
     window_n = 0
+    # A bar on a terminal; in a log file (not a TTY) plain lines at each logged step instead,
+    # since a bar's carriage returns turn a log into one long line.
+    interactive = progress and sys.stderr.isatty()
     bar = tqdm(
         total=tcfg.steps,
         initial=step,
         desc=f"{task_cls.name} [{cfg.model.core.name}]",
-        disable=not progress,
+        disable=not interactive,
         dynamic_ncols=True,
         mininterval=0.5,
     )
@@ -243,6 +247,10 @@ def train(
                 logger.write("train", step, train_time, averaged)
                 window, window_n = {}, 0
                 bar.set_postfix(_postfix(averaged, last_eval, task_cls.progress_keys))
+                if progress and not interactive:
+                    shown = _postfix(averaged, last_eval, task_cls.progress_keys)
+                    fields = "  ".join(f"{k} {v}" for k, v in shown.items())
+                    print(f"step {step:,}/{tcfg.steps:,}  {train_time:.0f} s  {fields}", flush=True)
             finishing = step >= tcfg.steps or (
                 tcfg.time_budget_s is not None and train_time >= tcfg.time_budget_s
             )

@@ -213,3 +213,14 @@ def test_shipped_configs_load_and_defaults_match_the_paper_yaml() -> None:
         assert load_config(cls, REPO / "configs" / f"{stem}.yaml") == cls()
         small = load_config(cls, REPO / "configs" / f"{stem}_small.yaml")
         assert small.train.steps < cls().train.steps
+
+
+def test_progress_in_a_log_is_plain_lines(tiny_config_file, tmp_path: Path, capsys) -> None:
+    """Not a terminal (a log file, CI): one line per logged step, no bar's carriage returns."""
+    config = str(tiny_config_file("nth-farthest"))
+    out = tmp_path / "run"
+    assert main(["nth-farthest", "--config", config, "--steps", "4", "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out + captured.err
+    lines = [line for line in captured.out.splitlines() if line.startswith("step ")]
+    assert lines and lines[-1].startswith("step 4/4")

@@ -302,11 +302,13 @@ class AttentionView:
 
     # -------------------------------------------------------------------------------- drawing
 
-    def draw(self, weights: np.ndarray | Sequence, step: int | None = None) -> np.ndarray:
+    def draw(self, weights: np.ndarray | Sequence | None, step: int | None = None) -> np.ndarray:
         """The panel for one step.
 
         Args:
-            weights: ``[num_blocks, num_heads, N, N]`` (or ``[num_heads, N, N]`` for one block).
+            weights: ``[num_blocks, num_heads, N, N]`` (or ``[num_heads, N, N]`` for one block);
+                None for an episode's first frame, before the memory has attended to anything
+                (the panel says so).
             step: shown in the title when given.
 
         Returns:
@@ -315,6 +317,13 @@ class AttentionView:
         Raises:
             ValueError: ``weights`` has another shape than the view was made for.
         """
+        if weights is None:
+            c = _Canvas(self._template.copy(), self._text)
+            if step is not None:
+                c.text(self.width - 10, self.title_y + 3, f"step {step}", 16, TEXT, "right")
+            c.text(self.left, self.map_y + 4, "episode start: the memory has not", 15, TEXT)
+            c.text(self.left, self.map_y + 22, "attended yet (its first step follows)", 15, TEXT)
+            return c.pixels
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim == 3:
             w = w[None]

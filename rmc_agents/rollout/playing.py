@@ -72,8 +72,7 @@ def play(
 
             if view is None:
                 view = _attention_view_for(policy.module, frame.shape[0])
-            if weights is None:  # an episode's first frame: nothing attended yet
-                weights = np.zeros((view.num_blocks, view.num_heads, view.num_keys, view.num_keys))
+            # weights None: an episode's first frame, nothing attended yet (the panel says so)
             frame = side_by_side(frame, view.draw(weights, step))
         on_frame(frame)
 

@@ -338,6 +338,10 @@ def test_attention_view_draws_fast_and_maps_weights_to_colours():
     assert time.perf_counter() - start < 5.0  # about 1 ms a frame; generous for a busy machine
     with pytest.raises(ValueError, match="expected"):
         view.draw(np.ones((1, 2, 13, 13)))
+    # an episode's first frame: no weights yet; the panel says so instead of an empty map
+    start_panel = view.draw(None, step=0)
+    assert start_panel.shape == panel.shape
+    assert not np.array_equal(start_panel, view.draw(np.zeros((1, 4, 13, 13)), step=0))
 
 
 def _rmc_module(obs_space: gym.Space, n_actions: int = 5):

@@ -171,6 +171,10 @@ class NthFarthestTask(Task):
     config_class = NthFarthestConfig
     progress_keys = ("loss", "accuracy")
 
+    def reference_lines(self) -> dict[str, tuple[float, str]]:
+        """The trivial plateau (answering only ``n = k``): where a model sits before it learns."""
+        return {"accuracy": (trivial_plateau(self.cfg.task.num_vectors), "trivial plateau")}
+
     def __init__(self, cfg: NthFarthestConfig, device: torch.device) -> None:
         super().__init__(cfg, device)
         self.rng = np.random.default_rng([cfg.train.seed, 0])

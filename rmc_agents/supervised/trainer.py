@@ -83,6 +83,10 @@ class Task(abc.ABC):
     def evaluate(self, model: nn.Module, final: bool) -> dict[str, float]:
         """Metrics on held-out data (``final``: the end of training, e.g. add the test split)."""
 
+    def reference_lines(self) -> dict[str, tuple[float, str]]:
+        """Levels worth drawing on the curves: ``{metric: (value, label)}`` (none by default)."""
+        return {}
+
     def summarize(self, averaged: dict[str, float]) -> dict[str, float]:
         """Training metrics averaged over a log window -> the row to log (e.g. add perplexity)."""
         return averaged
@@ -272,7 +276,11 @@ def train(
     final_eval = evaluate(final=True)
     save()
     logger.close()
-    plot_curves(output)
+    plot_curves(
+        output,
+        title=f"{task_cls.name}, {cfg.model.core.name} core, {step:,} steps",
+        lines=task.reference_lines(),
+    )
     results = {
         "task": task_cls.name,
         "core": cfg.model.core.name,
@@ -381,8 +389,12 @@ def read_csv(path: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) if r[key] else math.nan for r in rows] for key in rows[0]}
 
 
-def plot_curves(output: Path) -> Path:
-    """Draw every metric of ``train.csv`` / ``eval.csv`` against step into ``curves.png``."""
+def plot_curves(
+    output: Path, title: str | None = None, lines: dict[str, tuple[float, str]] | None = None
+) -> Path:
+    """Draw every metric of ``train.csv`` / ``eval.csv`` against step into ``curves.png``, under
+    ``title``, with ``lines`` (metric: (value, label)) drawn across their panels (e.g. the
+    accuracy of a task's trivial plateau)."""
     from matplotlib.figure import Figure
 
     train_cols = read_csv(output / "train.csv")
@@ -398,10 +410,15 @@ def plot_curves(output: Path) -> Path:
             ax.plot(train_cols["step"], train_cols[key], label="train", lw=1)
         if key in eval_cols:
             ax.plot(eval_cols["step"], eval_cols[key], "o-", label="eval", ms=3)
+        if lines and key in lines:
+            value, label = lines[key]
+            ax.axhline(value, color="grey", ls="--", lw=1, label=label)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     path = output / "curves.png"
     fig.savefig(path, dpi=90)

@@ -161,8 +161,8 @@ def export(
         f"| **{s['mean']:.1f}** (std {s['std']:.1f}, min {s['min']:g}, max {s['max']:g}) |\n"
         f"| random policy, same seeds | {b['mean']:.1f} (std {b['std']:.1f}) |\n"
         f"| policy size | {size / 1e6:.2f} MB |\n\n"
-        f"Watch it: `python -m rmc_agents.rollout --checkpoint {to.as_posix()} --attention "
-        f"--video {to.name}.gif`\n"
+        f"Watch it: `python -m rmc_agents.rollout --checkpoint {to.as_posix()}"
+        f"{' --attention' if m['core'] == 'rmc' else ''} --video {to.name}.gif`\n"
     )
     return card
 

@@ -1,4 +1,4 @@
-"""Recurrent cores with one interface: the Relational Memory Core and LSTM/GRU baselines.
+"""Recurrent cores with one interface: the Relational Memory Core, LSTM/GRU baselines and the DNC.
 
 Every core has ``output_size``, ``initial_state(batch_size, device=None)``, a one-step
 ``core(x, state) -> (output, next_state)`` and ``unroll(xs, state, resets=None)``; see
@@ -11,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rmc_agents.core.dnc import DNC
 from rmc_agents.core.relational_memory import GATE_STYLES, RelationalMemory
 from rmc_agents.core.rnn_cores import GRUCore, LSTMCore
 
 State = torch.Tensor | tuple[torch.Tensor, ...]
 
-CORE_NAMES = ("rmc", "lstm", "gru")
-_CORE_CLASSES = {"rmc": RelationalMemory, "lstm": LSTMCore, "gru": GRUCore}
+CORE_NAMES = ("rmc", "lstm", "gru", "dnc")
+_CORE_CLASSES = {"rmc": RelationalMemory, "lstm": LSTMCore, "gru": GRUCore, "dnc": DNC}
 
 
 def make_core(name: str, input_size: int, **kwargs: object) -> nn.Module:
@@ -28,7 +29,8 @@ def make_core(name: str, input_size: int, **kwargs: object) -> nn.Module:
         input_size: features of one input row (RMC) or of the flattened input (LSTM, GRU).
         **kwargs: the constructor arguments of that core (``RelationalMemory``: ``mem_slots``,
             ``head_size``, ...; ``LSTMCore``/``GRUCore``: ``hidden_size``, ``num_layers``,
-            ``input_rows``).
+            ``input_rows``; ``DNC``: ``hidden_size``, ``memory_size``, ``word_size``,
+            ``num_reads``).
 
     Returns:
         The core module.
@@ -57,6 +59,7 @@ def as_tuple(state: State) -> tuple[torch.Tensor, ...]:
 
 __all__ = [
     "CORE_NAMES",
+    "DNC",
     "GATE_STYLES",
     "GRUCore",
     "LSTMCore",

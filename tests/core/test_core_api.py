@@ -7,6 +7,7 @@ import torch
 
 from rmc_agents.core import (
     CORE_NAMES,
+    DNC,
     GRUCore,
     LSTMCore,
     RelationalMemory,
@@ -15,13 +16,18 @@ from rmc_agents.core import (
 )
 
 RMC_KWARGS = dict(mem_slots=2, head_size=3, num_heads=2)
-CORE_KWARGS = {"rmc": RMC_KWARGS, "lstm": dict(hidden_size=5), "gru": dict(hidden_size=5)}
+CORE_KWARGS = {
+    "rmc": RMC_KWARGS,
+    "lstm": dict(hidden_size=5),
+    "gru": dict(hidden_size=5),
+    "dnc": dict(hidden_size=5, memory_size=4, word_size=3, num_reads=2),
+}
 
 
 @pytest.mark.parametrize("name", CORE_NAMES)
 def test_make_core_builds_each_core_with_the_same_calls(name: str) -> None:
     core = make_core(name, 4, **CORE_KWARGS[name])
-    expected = {"rmc": RelationalMemory, "lstm": LSTMCore, "gru": GRUCore}[name]
+    expected = {"rmc": RelationalMemory, "lstm": LSTMCore, "gru": GRUCore, "dnc": DNC}[name]
     assert type(core) is expected
     state = core.initial_state(3)
     out, state = core(torch.randn(3, 4), state)

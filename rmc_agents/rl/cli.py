@@ -27,7 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(minigrid:MiniGrid-MemoryS7-v0) or 'package.module:ClassName' (default: from the config, "
         "else MiniPacman-Viewport-v0)",
     )
-    p.add_argument("--model", choices=["rmc", "lstm", "gru", "mlp"], help="the core (default rmc)")
+    p.add_argument(
+        "--model", choices=["rmc", "lstm", "gru", "dnc", "mlp"], help="the core (default rmc)"
+    )
     p.add_argument(
         "--algo",
         choices=["impala", "appo", "ppo"],

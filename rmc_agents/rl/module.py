@@ -55,7 +55,7 @@ quiet.install()
 
 __all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
 
-MODEL_NAMES = ("rmc", "lstm", "gru", "mlp")
+MODEL_NAMES = ("rmc", "lstm", "gru", "dnc", "mlp")
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "core": "rmc",

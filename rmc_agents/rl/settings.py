@@ -36,7 +36,7 @@ class ModelSettings:
     ``mem_slots`` memories of ``head_size * num_heads`` units each.
     """
 
-    core: Literal["rmc", "lstm", "gru", "mlp"] = "rmc"
+    core: Literal["rmc", "lstm", "gru", "dnc", "mlp"] = "rmc"
     mem_slots: int = 4
     head_size: int = 32
     num_heads: int = 4
@@ -44,9 +44,11 @@ class ModelSettings:
     gate_style: Literal["unit", "memory", "none"] = "memory"
     attention_mlp_layers: int = 2
     hidden_size: int = 256
-    forget_bias: float | None = (
-        1.0  # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's init
-    )
+    # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation
+    forget_bias: float | None = 1.0
+    memory_size: int = 16  # DNC: memory slots (hidden_size: its LSTM controller)
+    word_size: int = 16  # DNC: features per slot
+    num_reads: int = 2  # DNC: read heads
     conv_channels: list[int] = field(default_factory=lambda: [12, 24])
     mlp_hiddens: list[int] = field(default_factory=lambda: [64])
     image_rows: bool = True
@@ -58,6 +60,8 @@ class ModelSettings:
 
     def validate(self) -> None:
         for name in ("mem_slots", "head_size", "num_heads", "num_blocks", "hidden_size"):
+            _positive(name, getattr(self, name))
+        for name in ("memory_size", "word_size", "num_reads"):
             _positive(name, getattr(self, name))
         if self.attention_mlp_layers < 0:
             raise ValueError(f"attention_mlp_layers must be >= 0, got {self.attention_mlp_layers}")
@@ -79,6 +83,13 @@ class ModelSettings:
             }
         if self.core == "lstm":
             return {"hidden_size": self.hidden_size, "forget_bias": self.forget_bias}
+        if self.core == "dnc":
+            return {
+                "hidden_size": self.hidden_size,
+                "memory_size": self.memory_size,
+                "word_size": self.word_size,
+                "num_reads": self.num_reads,
+            }
         return {"hidden_size": self.hidden_size}
 
     def rllib_model_config(self) -> dict[str, Any]:

@@ -38,7 +38,9 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
     """An ``RLModuleSpec`` of :class:`~rmc_agents.rl.module.RecurrentAgentModule`.
 
     Args:
-        core: ``rmc`` (Relational Memory Core), ``lstm``, ``gru`` or ``mlp`` (no memory).
+        core: ``rmc`` (Relational Memory Core), ``lstm``, ``gru``, ``dnc`` (Differentiable Neural
+            Computer: ``memory_size``, ``word_size``, ``num_reads``, controller ``hidden_size``) or
+            ``mlp`` (no memory).
         **settings: any field of :class:`~rmc_agents.rl.settings.ModelSettings` (the ``model:``
             block of the configs, defaults filled in): ``mem_slots`` (4), ``head_size`` (32),
             ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``),
@@ -60,8 +62,8 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
         model = ModelSettings(core=core, **settings)  # type: ignore[arg-type]
     except TypeError as exc:  # pragma: no cover - guarded above
         raise ValueError(f"policy_spec: {exc}") from None
-    if core not in ("rmc", "lstm", "gru", "mlp"):
-        raise ValueError(f"policy_spec: core must be one of rmc, lstm, gru, mlp; got {core!r}")
+    if core not in ("rmc", "lstm", "gru", "dnc", "mlp"):
+        raise ValueError(f"policy_spec: core must be one of rmc, lstm, gru, dnc, mlp; got {core!r}")
     if model.gate_style not in ("unit", "memory", "none"):
         raise ValueError(
             f"policy_spec: gate_style must be unit, memory or none; got {model.gate_style!r}"

@@ -94,13 +94,29 @@ class RNNConfig:
 
 
 @dataclass
+class DNCConfig:
+    """Differentiable Neural Computer settings (:class:`rmc_agents.core.DNC`)."""
+
+    hidden_size: int = 256  # LSTM controller
+    memory_size: int = 16
+    word_size: int = 32
+    num_reads: int = 4
+
+    def validate(self) -> None:
+        for name in ("hidden_size", "memory_size", "word_size", "num_reads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
 class CoreConfig:
     """Which recurrent core to use (``name``) and the settings of each kind."""
 
-    name: Literal["rmc", "lstm", "gru"] = "rmc"
+    name: Literal["rmc", "lstm", "gru", "dnc"] = "rmc"
     rmc: RMCConfig = field(default_factory=RMCConfig)
     lstm: RNNConfig = field(default_factory=RNNConfig)
     gru: RNNConfig = field(default_factory=RNNConfig)
+    dnc: DNCConfig = field(default_factory=DNCConfig)
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``make_core`` of the selected core."""

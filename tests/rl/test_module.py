@@ -174,6 +174,7 @@ class _nullcontext:
         ("CartPole-v1", "lstm", {}),
         ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", {}),
         ("rmc_agents.rl.toy_envs:CueRecall", "gru", {"prev_action": True, "prev_reward": True}),
+        ("CartPole-v1", "dnc", {"memory_size": 4, "word_size": 4}),
     ],
 )
 def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):

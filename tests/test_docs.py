@@ -95,3 +95,20 @@ def test_command_uses_existing_flags_and_files(page, command):
             for path in arg.split(":")[:1]:
                 assert (REPO / path).exists(), f"{page}: `{command}` names {path}, which is missing"
         previous = arg
+
+
+def test_plain_torch_inference_snippet_runs(monkeypatch, capsys):
+    """docs/training.md's "A trained policy in plain torch (no Ray)" block, run as written, on a
+    shipped agent in place of the run directory it names."""
+    text = (REPO / "docs" / "training.md").read_text()
+    section = text.split("## A trained policy in plain torch (no Ray)", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    run_module = (
+        "runs/MiniPacman-Viewport-v0-rmc/checkpoint/learner_group/learner/rl_module/default_policy"
+    )
+    assert run_module in code
+    code = code.replace(run_module, str(REPO / "pretrained" / "viewport-rmc" / "policy"))
+    monkeypatch.chdir(REPO)
+    exec(compile(code, "docs/training.md", "exec"), {})
+    score = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert score >= 0

@@ -355,26 +355,45 @@ def train(
     With ``resume``, ``run`` should be the settings saved in the output dir (see
     :func:`load_run_settings`) with any overrides; the step counters continue.
 
+    The steps, in order: :func:`_prepare` (every check a user's input can fail, Ray, the output
+    dir), :func:`_build` (the algorithm, restored on ``resume``), :func:`_loop` (train, record,
+    checkpoint until a stop criterion), then the final checkpoint and :func:`_finish` (summary).
+
     Raises:
         TrainingError: output dir problems, a stalled or failed learner.
         ConfigError, EnvResolutionError: bad settings or env (before Ray starts).
     """
+    log = log or (lambda line: print(line, flush=True))
+    output = Path(output)
+    restore_from, previous = _prepare(run, output, resume, overwrite)
+    algo, steps_offset = _build(run, output, restore_from, previous, log)
+    state = _RunState(previous, steps_offset)
+    record = _Record(output, restore_from, previous, steps_offset)
+    try:
+        stopped_because = _loop(algo, run, output, state, record, log)
+    finally:
+        record.close()
+    checkpoint = _save_checkpoint(algo, output, state.progress())
+    state.best_policy.write(checkpoint, output)
+    return _finish(algo, run, output, state, stopped_because, checkpoint)
+
+
+def _prepare(
+    run: RunSettings, output: Path, resume: bool, overwrite: bool
+) -> tuple[Path | None, dict[str, Any]]:
+    """Check what a user's input can get wrong, start (or join) Ray, make the output dir.
+
+    Returns the checkpoint to resume from (or None) and its saved progress."""
     from rmc_agents.rl.checks import check_spaces
     from rmc_agents.rl.cluster import check_ray_address, requested_address
     from rmc_agents.rl.envs import resolve_env
 
-    log = log or (lambda line: print(line, flush=True))
-    output = Path(output)
-
-    # Fail early, before Ray starts and before the output dir is touched (and, for a bad env id,
-    # before torch and Ray are imported: a user's typo is answered in a fraction of a second).
+    # Fail early, before Ray starts and before the output dir is touched (and, for a bad env id
+    # or a busy output dir, before torch and Ray are imported: answered in a fraction of a second).
     resolve_env(run.env)
-    # A busy or damaged output dir is answered before anything heavy is imported.
     restore_from = check_output(output, resume, overwrite)  # the directory is touched below
     check_spaces(run.env, run.env_kwargs, run.model)
     import ray
-
-    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads
 
     address = requested_address(run.resources.address)
     if address and not ray.is_initialized():
@@ -397,14 +416,25 @@ def train(
             ray.init(**kwargs)
         except ConnectionError as exc:  # the address answered the check but not ray.init
             raise TrainingError(f"cannot join the Ray cluster at {address}: {exc}") from None
-
-    from rmc_agents.rl.cluster import env_runner_nodes
-    from rmc_agents.rl.errors import non_finite_cause
-
     _check_gpus(run.resources)
     # Only now, with Ray up and able to place the run, is a run being overwritten cleared.
     _make_output(output, restore_from)
     save_config(run, output / RUN_MARKER)
+    return restore_from, previous
+
+
+def _build(
+    run: RunSettings,
+    output: Path,
+    restore_from: Path | None,
+    previous: dict[str, Any],
+    log: Callable[[str], None],
+) -> tuple[Any, int]:
+    """The algorithm, restored from ``restore_from`` if given; returns it and the env steps the
+    run had reached before (0 for a new run)."""
+    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads
+    from rmc_agents.rl.cluster import env_runner_nodes
+
     config = build_algo_config(run)
     set_driver_threads(run)
     algo = config.build_algo()
@@ -412,131 +442,181 @@ def train(
     if placement["runners"]:
         nodes = len(placement["nodes"])
         log(f"EnvRunners: {placement['runners']} on {nodes} node{'s' if nodes != 1 else ''}")
-    steps_offset = 0
-    if restore_from is not None:
-        try:
-            algo.restore_from_path(str(restore_from.resolve()))
-        except Exception as exc:  # verify_checkpoint passed, but RLlib could not use it
-            algo.stop()
-            raise TrainingError(
-                f"cannot restore checkpoint {restore_from}: {type(exc).__name__}: {exc}"
-            ) from None
-        steps_offset = int(previous.get("env_steps", 0))
-        log(f"resumed from {restore_from} at {steps_offset:,} env steps")
+    if restore_from is None:
+        return algo, 0
+    try:
+        algo.restore_from_path(str(restore_from.resolve()))
+    except Exception as exc:  # verify_checkpoint passed, but RLlib could not use it
+        algo.stop()
+        raise TrainingError(
+            f"cannot restore checkpoint {restore_from}: {type(exc).__name__}: {exc}"
+        ) from None
+    steps_offset = int(previous.get("env_steps", 0))
+    log(f"resumed from {restore_from} at {steps_offset:,} env steps")
+    return algo, steps_offset
 
-    from torch.utils.tensorboard import SummaryWriter
 
-    csv_path = output / "progress.csv"
-    if restore_from is not None:
-        # Rows and TensorBoard events written after the checkpoint belong to a past that the
-        # resumed run replaces: drop them, so that the record rises through kills and resumes.
-        _truncate_progress(csv_path, int(previous.get("iterations", 0)))
-    new_csv = not csv_path.exists()
-    csv_file = csv_path.open("a", newline="")
-    writer = csv.DictWriter(csv_file, fieldnames=list(METRIC_COLUMNS))
-    if new_csv:
-        writer.writeheader()
-    # purge_step: TensorBoard hides the earlier run's events from this step on.
-    tb = SummaryWriter(str(output / "tb"), purge_step=steps_offset + 1 if steps_offset else None)
+class _RunState:
+    """The run's counters across iterations (and across a resume: ``previous`` holds the saved
+    ones), updated from each RLlib result."""
 
-    stop = run.stop
-    iteration = int(previous.get("iterations", 0))
-    time_offset = float(previous.get("time_s", 0.0))
-    best = _number(previous.get("best_episode_return_mean"))
-    last_return: float | None = _number(previous.get("episode_return_mean"))
-    start = time.monotonic()
-    last_ckpt = start
-    sampled_base: float | None = None
-    trained_last = -1.0
-    env_steps = steps_offset
-    trained = 0.0
-    fps_samples: list[tuple[float, float]] = []
-    trained_in_run = 0.0  # env steps trained by this process (RLlib's counter may not resume)
-    stopped_because = ""
-    best_policy = _BestPolicy()
+    def __init__(self, previous: dict[str, Any], steps_offset: int) -> None:
+        self.steps_offset = steps_offset
+        self.env_steps = steps_offset
+        self.iteration = int(previous.get("iterations", 0))
+        self.time_offset = float(previous.get("time_s", 0.0))
+        self.best = _number(previous.get("best_episode_return_mean"))
+        self.last_return: float | None = _number(previous.get("episode_return_mean"))
+        self.start = time.monotonic()
+        self.elapsed = 0.0
+        self.sampled_base: float | None = None
+        self.trained_last = -1.0
+        self.trained = 0.0
+        self.fps_samples: list[tuple[float, float]] = []
+        self.trained_in_run = 0.0  # env steps trained by this process (RLlib's may not resume)
+        self.best_policy = _BestPolicy()
+
+    def observe(self, result: dict[str, Any], dt: float, algo: Any, watchdog: _Watchdog) -> dict:
+        """Count one iteration's result; return its ``progress.csv`` row."""
+        self.iteration += 1
+        sampled = _number(_lookup(result, _SAMPLED)) or 0.0
+        if self.sampled_base is None:
+            # RLlib restores its lifetime counters from a checkpoint or not, depending on
+            # version; count from what this process has seen and add the saved total.
+            self.sampled_base = sampled - (
+                _number(_lookup(result, "env_runners/num_env_steps_sampled")) or 0.0
+            )
+        prev_steps = self.env_steps
+        self.env_steps = self.steps_offset + int(sampled - self.sampled_base)
+        self.trained = _number(_lookup(result, _TRAINED)) or 0.0
+        if self.trained > self.trained_last:
+            watchdog.progress()
+            if self.trained_last >= 0:
+                self.trained_in_run += self.trained - self.trained_last
+            else:  # the first iteration of this process: its own count, as for sampled
+                self.trained_in_run += _number(_lookup(result, _TRAINED_NOW)) or 0.0
+            self.trained_last = self.trained
+        self.elapsed = time.monotonic() - self.start
+        steps = self.env_steps - prev_steps
+        self.fps_samples.append((steps, dt))
+        row: dict[str, Any] = {
+            "iteration": self.iteration,
+            "time_s": round(self.time_offset + self.elapsed, 2),
+            "env_steps": self.env_steps,
+            "env_steps_trained": int(self.trained),
+            "frames_per_second": round(steps / dt if dt > 0 else 0.0, 1),
+        }
+        for column, key in METRIC_COLUMNS.items():
+            if key is not None:
+                keys = (key,) if isinstance(key, str) else key
+                found = (_lookup(result, k) for k in keys)
+                row[column] = _number(next((v for v in found if v is not None), None))
+        if row["episode_return_mean"] is not None:
+            self.last_return = row["episode_return_mean"]
+            if self.best is None or self.last_return > self.best:
+                self.best = self.last_return
+                self.best_policy.hold(algo, row)
+        return row
+
+    def stop_reason(self, stop: Any) -> str:
+        """Why the run stops now ("" to go on): the first stop criterion that is met."""
+        if stop.timesteps is not None and self.env_steps >= stop.timesteps:
+            return f"timesteps: {self.env_steps:,} >= {stop.timesteps:,}"
+        if stop.reward is not None and self.last_return is not None:
+            if self.last_return >= stop.reward:
+                return f"reward: {self.last_return:.3f} >= {stop.reward}"
+        if stop.seconds is not None and self.elapsed >= stop.seconds:
+            return f"seconds: {self.elapsed:.0f} >= {stop.seconds:.0f}"
+        if stop.iterations is not None and self.iteration >= stop.iterations:
+            return f"iterations: {self.iteration} >= {stop.iterations}"
+        return ""
+
+    def progress(self) -> dict[str, Any]:
+        """What a checkpoint records (``trainer_progress.json``)."""
+        return {
+            "env_steps": self.env_steps,
+            "iterations": self.iteration,
+            "time_s": self.time_offset + self.elapsed,
+            "episode_return_mean": self.last_return,
+            "best_episode_return_mean": self.best,
+        }
+
+
+class _Record:
+    """``progress.csv`` and the TensorBoard events; on a resume both continue from the
+    checkpoint (rows and events written after it are dropped)."""
+
+    def __init__(
+        self, output: Path, restore_from: Path | None, previous: dict[str, Any], steps_offset: int
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        csv_path = output / "progress.csv"
+        if restore_from is not None:
+            # Rows and TensorBoard events written after the checkpoint belong to a past that the
+            # resumed run replaces: drop them, so that the record rises through kills and resumes.
+            _truncate_progress(csv_path, int(previous.get("iterations", 0)))
+        new_csv = not csv_path.exists()
+        self.csv_file = csv_path.open("a", newline="")
+        self.writer = csv.DictWriter(self.csv_file, fieldnames=list(METRIC_COLUMNS))
+        if new_csv:
+            self.writer.writeheader()
+        # purge_step: TensorBoard hides the earlier run's events from this step on.
+        self.tb = SummaryWriter(
+            str(output / "tb"), purge_step=steps_offset + 1 if steps_offset else None
+        )
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+        self.csv_file.flush()
+        for column, value in row.items():
+            if column not in ("iteration", "env_steps") and value is not None:
+                self.tb.add_scalar(column, value, row["env_steps"])
+
+    def close(self) -> None:
+        self.csv_file.close()
+        self.tb.close()
+
+
+def _loop(
+    algo: Any,
+    run: RunSettings,
+    output: Path,
+    state: _RunState,
+    record: _Record,
+    log: Callable[[str], None],
+) -> str:
+    """Train, record and checkpoint until a stop criterion; return why it stopped.
+
+    Raises:
+        TrainingError: the learner failed or stalled (see :class:`_Watchdog`), or an update was
+            refused as non-finite.
+    """
+    from rmc_agents.rl.errors import non_finite_cause
+
     interactive = sys.stdout.isatty()
     last_print = 0.0
+    last_ckpt = time.monotonic()
     try:
         with _Watchdog(run.stall_seconds) as watchdog:
             while True:
                 t0 = time.monotonic()
                 result = algo.train()
                 watchdog.check()
-                iteration += 1
-                dt = time.monotonic() - t0
-                sampled = _number(_lookup(result, _SAMPLED)) or 0.0
-                if sampled_base is None:
-                    # RLlib restores its lifetime counters from a checkpoint or not, depending on
-                    # version; count from what this process has seen and add the saved total.
-                    sampled_base = sampled - (
-                        _number(_lookup(result, "env_runners/num_env_steps_sampled")) or 0.0
-                    )
-                prev_steps = env_steps
-                env_steps = steps_offset + int(sampled - sampled_base)
-                trained = _number(_lookup(result, _TRAINED)) or 0.0
-                if trained > trained_last:
-                    watchdog.progress()
-                    if trained_last >= 0:
-                        trained_in_run += trained - trained_last
-                    else:  # the first iteration of this process: its own count, as for sampled
-                        trained_in_run += _number(_lookup(result, _TRAINED_NOW)) or 0.0
-                    trained_last = trained
-                elapsed = time.monotonic() - start
-                fps = (env_steps - prev_steps) / dt if dt > 0 else 0.0
-                fps_samples.append((env_steps - prev_steps, dt))
-                row: dict[str, Any] = {
-                    "iteration": iteration,
-                    "time_s": round(time_offset + elapsed, 2),
-                    "env_steps": env_steps,
-                    "env_steps_trained": int(trained),
-                    "frames_per_second": round(fps, 1),
-                }
-                for column, key in METRIC_COLUMNS.items():
-                    if key is not None:
-                        keys = (key,) if isinstance(key, str) else key
-                        found = (_lookup(result, k) for k in keys)
-                        row[column] = _number(next((v for v in found if v is not None), None))
-                if row["episode_return_mean"] is not None:
-                    last_return = row["episode_return_mean"]
-                    if best is None or last_return > best:
-                        best = last_return
-                        best_policy.hold(algo, row)
-                writer.writerow(row)
-                csv_file.flush()
-                for column, value in row.items():
-                    if column not in ("iteration", "env_steps") and value is not None:
-                        tb.add_scalar(column, value, env_steps)
-                line = _progress_line(row, stop.timesteps)
+                row = state.observe(result, time.monotonic() - t0, algo, watchdog)
+                record.write(row)
+                line = _progress_line(row, run.stop.timesteps)
                 if interactive:
                     print("\r" + line + " " * 4, end="", flush=True)
-                elif elapsed - last_print >= 10 or iteration == 1:
+                elif state.elapsed - last_print >= 10 or state.iteration == 1:
                     log(line)
-                    last_print = elapsed
-
-                if stop.timesteps is not None and env_steps >= stop.timesteps:
-                    stopped_because = f"timesteps: {env_steps:,} >= {stop.timesteps:,}"
-                elif (
-                    stop.reward is not None
-                    and last_return is not None
-                    and last_return >= stop.reward
-                ):
-                    stopped_because = f"reward: {last_return:.3f} >= {stop.reward}"
-                elif stop.seconds is not None and elapsed >= stop.seconds:
-                    stopped_because = f"seconds: {elapsed:.0f} >= {stop.seconds:.0f}"
-                elif stop.iterations is not None and iteration >= stop.iterations:
-                    stopped_because = f"iterations: {iteration} >= {stop.iterations}"
-                progress = {
-                    "env_steps": env_steps,
-                    "iterations": iteration,
-                    "time_s": time_offset + elapsed,
-                    "episode_return_mean": last_return,
-                    "best_episode_return_mean": best,
-                }
+                    last_print = state.elapsed
+                stopped_because = state.stop_reason(run.stop)
                 if stopped_because:
                     break
                 if time.monotonic() - last_ckpt >= run.checkpoint_every_seconds:
-                    saved = _save_checkpoint(algo, output, progress)
-                    best_policy.write(saved, output)
+                    saved = _save_checkpoint(algo, output, state.progress())
+                    state.best_policy.write(saved, output)
                     last_ckpt = time.monotonic()
     except _Stalled as exc:
         if interactive:
@@ -555,47 +635,53 @@ def train(
             print()
         raise TrainingError(str(cause)) from None
     except KeyboardInterrupt:
+        state.elapsed = time.monotonic() - state.start
         stopped_because = "interrupted"
-        progress = {
-            "env_steps": env_steps,
-            "iterations": iteration,
-            "time_s": time_offset + time.monotonic() - start,
-            "episode_return_mean": last_return,
-            "best_episode_return_mean": best,
-        }
-    finally:
-        csv_file.close()
-        tb.close()
     if interactive:
         print()
-    checkpoint = _save_checkpoint(algo, output, progress)
-    best_policy.write(checkpoint, output)
+    return stopped_because
+
+
+def _finish(
+    algo: Any,
+    run: RunSettings,
+    output: Path,
+    state: _RunState,
+    stopped_because: str,
+    checkpoint: Path,
+) -> dict[str, Any]:
+    """Stop the algorithm and write ``summary.json``; return the summary."""
+    from rmc_agents.rl.cluster import env_runner_nodes
+
+    placement: dict[str, Any] = {}
     try:
         placement = env_runner_nodes(algo)  # again: restarted runners may have moved
     except Exception:  # pragma: no cover - reporting only
         pass
     algo.stop()
-    run_steps = sum(s for s, _ in fps_samples)
-    run_time = sum(t for _, t in fps_samples)
+    run_steps = sum(s for s, _ in state.fps_samples)
+    run_time = sum(t for _, t in state.fps_samples)
     summary = {
         "env": run.env,
         "model": run.model.core,
-        "env_steps": env_steps,
-        "env_steps_trained": int(trained),
-        "iterations": iteration,
-        "time_s": round(progress["time_s"], 1),
-        "episode_return_mean": last_return,
-        "best_episode_return_mean": best,
+        "env_steps": state.env_steps,
+        "env_steps_trained": int(state.trained),
+        "iterations": state.iteration,
+        "time_s": round(state.time_offset + state.elapsed, 1),
+        "episode_return_mean": state.last_return,
+        "best_episode_return_mean": state.best,
         "frames_per_second": round(run_steps / run_time, 1) if run_time > 0 else 0.0,
         # IMPALA drops sampled batches that its learner cannot take in time: this is the rate
         # that was learned from (below frames_per_second when the learner is the bottleneck).
-        "trained_frames_per_second": round(trained_in_run / run_time, 1) if run_time > 0 else 0.0,
+        "trained_frames_per_second": (
+            round(state.trained_in_run / run_time, 1) if run_time > 0 else 0.0
+        ),
         "stopped_because": stopped_because,
         # This process's part of the run (a resumed run's totals above include the earlier ones;
         # frames_per_second and trained_frames_per_second are this session's rates).
-        "resumed_from_env_steps": steps_offset,
-        "session_env_steps": env_steps - steps_offset,
-        "session_time_s": round(time.monotonic() - start, 1),
+        "resumed_from_env_steps": state.steps_offset,
+        "session_env_steps": state.env_steps - state.steps_offset,
+        "session_time_s": round(time.monotonic() - state.start, 1),
         "checkpoint": str(checkpoint),
         "env_runner_nodes": placement,  # {"runners": n, "nodes": {node id: runners there}}
     }

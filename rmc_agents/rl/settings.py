@@ -278,6 +278,18 @@ class RunSettings:
         _positive("stall_seconds", self.stall_seconds)
         if self.min_time_s_per_iteration < 0 or self.min_sample_timesteps_per_iteration < 0:
             raise ValueError("min_time_s_per_iteration and min_sample_timesteps_per_iteration >= 0")
+        if self.algo == "ppo":
+            # RLlib's PPO samples whole fragments from every env: the batch must be (about) one
+            # round of them, or its config check fails deep inside RLlib.
+            tr, res = self.training, self.resources
+            per_round = max(res.num_env_runners, 1) * res.envs_per_runner
+            per_round *= tr.rollout_fragment_length
+            if abs(tr.train_batch_size - per_round) > 0.1 * per_round:
+                raise ValueError(
+                    f"with algo ppo, training.train_batch_size ({tr.train_batch_size}) must be "
+                    f"about num_env_runners x envs_per_runner x rollout_fragment_length "
+                    f"({per_round}); change one of them"
+                )
         if self.algo == "ppo" and self.ppo.minibatch_size > self.training.train_batch_size:
             raise ValueError(
                 f"ppo.minibatch_size ({self.ppo.minibatch_size}) must be <= "

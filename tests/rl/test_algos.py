@@ -4,6 +4,7 @@ training, checkpoints, resume, rollouts and the recurrent state across learner c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -92,6 +93,8 @@ def test_ppo_value_targets_are_gae_with_bootstrap_at_cuts(core):
             "model.hidden_size": 16,
             "model.max_seq_len": 4,
             "training.rollout_fragment_length": 10,
+            "training.train_batch_size": 30,  # PPO: one fragment from each of the 3 envs
+            "ppo.minibatch_size": 30,
             "ppo.gae_lambda": 0.9,
             "resources.num_env_runners": 0,
             "resources.envs_per_runner": 3,
@@ -206,9 +209,9 @@ def test_algo_trains_resumes_and_its_checkpoint_plays(ray_cluster, tmp_path, tin
         "env": "CartPole-v1",
         "algo": algo,
         "model.core": "rmc",
-        "model.max_seq_len": 6,
-        "training.rollout_fragment_length": 4,
-        "training.train_batch_size": 256,
+        "model.max_seq_len": 6,  # fragments of 32 steps span several learner chunks
+        "training.rollout_fragment_length": 32,
+        "training.train_batch_size": 256,  # 8 envs x 32 steps
         "ppo.minibatch_size": 64,
         "ppo.num_epochs": 2,
         "stop.iterations": 2,
@@ -254,3 +257,31 @@ def test_memory_carries_across_chunks_with_each_algo(ray_cluster, tmp_path, tiny
 
     with (tmp_path / algo / "progress.csv").open() as f:
         assert_trained_steps_rise(list(csv.DictReader(f)))
+
+
+@pytest.mark.slow
+def test_popgym_table_runs_and_tabulates(tmp_path):
+    """``bench/popgym_table.py`` on one POPGym env, two models, a tiny budget: a table with a
+    value per model (skipped without POPGym)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("popgym")
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "popgym"
+    proc = subprocess.run(
+        [sys.executable, str(repo / "bench" / "popgym_table.py"), "--envs", "RepeatPreviousEasy"]
+        + ["--models", "lstm,mlp", "--frames", "1500", "--seeds", "0", "--out", str(out)]
+        + ["--set", "min_time_s_per_iteration=0", "--set", "ppo.num_epochs=1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=repo,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = (out / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| RepeatPreviousEasy"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert len(cells) == 2 and all(c != "-" for c in cells)
+    results = json.loads((out / "results.json").read_text())
+    assert {r["model"] for r in results} == {"lstm", "mlp"}

@@ -1,0 +1,100 @@
+"""A memory benchmark on POPGym (Morad et al., ICLR 2023): every model on several Easy envs.
+
+For each env, ``bench/learning.py`` trains every model for every seed into ``<out>/<env>/`` (a
+queue cut short is finished by running the same command again); then the table of POPGym's
+measure, the **max mean episode return** (MMER: the best of the logged running means of a run),
+mean and range over seeds, goes to ``<out>/table.md`` and ``<out>/results.json``.
+
+    pip install popgym
+    python bench/popgym_table.py --frames 300000 --seeds 0,1,2 --out results/popgym
+    python bench/popgym_table.py --envs RepeatFirstEasy --models rmc,lstm --frames 20000 --seeds 0
+
+``--algo`` picks the algorithm (default ``ppo``: RLlib's stock PPO with an LSTM solved
+RepeatFirstEasy within 300k steps here, IMPALA did not); ``--set KEY=VALUE`` changes a setting of
+every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ENVS = (
+    "RepeatFirstEasy",
+    "RepeatPreviousEasy",
+    "AutoencodeEasy",
+    "CountRecallEasy",
+    "PositionOnlyCartPoleEasy",
+    "HigherLowerEasy",
+)
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--envs", default=",".join(ENVS), help="POPGym env names without prefix")
+    p.add_argument("--models", default="rmc,lstm,gru,dnc,mlp")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--frames", type=int, default=300_000, help="env steps per run")
+    p.add_argument("--algo", default="ppo", choices=["impala", "appo", "ppo"])
+    p.add_argument("--out", default="results/popgym")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = p.parse_args()
+    try:
+        import popgym  # noqa: F401
+    except ImportError:
+        p.error("POPGym is not installed: pip install popgym")
+    out = Path(args.out)
+    envs = [e.strip() for e in args.envs.split(",") if e.strip()]
+    rows = []
+    for env in envs:
+        env_out = out / env
+        cmd = [
+            sys.executable,
+            str(HERE / "learning.py"),
+            "--env", f"popgym:popgym-{env}-v0",
+            "--models", args.models,
+            "--seeds", args.seeds,
+            "--frames", str(args.frames),
+            "--out", str(env_out),
+            "--set", f"algo={args.algo}",
+        ]  # fmt: skip
+        for item in args.set:
+            cmd += ["--set", item]
+        print(f"== {env}", flush=True)
+        if subprocess.run(cmd).returncode != 0:
+            print(f"error: the runs on {env} failed", file=sys.stderr)
+            return 1
+        for r in json.loads((env_out / "results.json").read_text()):
+            rows.append({"env": env, **r})
+    models = args.models.split(",")
+    lines = [
+        f"MMER (max mean episode return), {args.algo}, {args.frames:,} env steps per run; "
+        "mean (min-max) over seeds",
+        "",
+        "| env | " + " | ".join(models) + " |",
+        "|---|" + "---:|" * len(models),
+    ]
+    for env in envs:
+        cells = []
+        for model in models:
+            found = [r for r in rows if r["env"] == env and r["model"] == model]
+            if not found:
+                cells.append("-")
+                continue
+            best = found[0]["best"]
+            spread = f" ({min(best):.2f}-{max(best):.2f})" if len(best) > 1 else ""
+            cells.append(f"{statistics.mean(best):.2f}{spread}")
+        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

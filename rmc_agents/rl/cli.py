@@ -47,6 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", help="output directory (default runs/<env>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --output")
+    p.add_argument(
+        "--verbose", action="store_true", help="also show Ray's and RLlib's start-up information"
+    )
     p.add_argument("--address", help="address of a running Ray cluster (default: start one)")
     p.add_argument("--num-cpus", type=int, help="CPUs for a Ray started here (default: all)")
     p.add_argument("--num-learners", type=int, help="learner actors (0: learn in the driver)")
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         output = args.output or os.path.join(
             "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}{suffix}"
         )
-        summary = train(run, output, resume=args.resume, overwrite=args.overwrite)
+        summary = train(
+            run, output, resume=args.resume, overwrite=args.overwrite, verbose=args.verbose
+        )
     except (
         ConfigError,
         EnvResolutionError,

@@ -349,11 +349,13 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Train until a stop criterion; return the summary (also ``<output>/summary.json``).
 
     With ``resume``, ``run`` should be the settings saved in the output dir (see
-    :func:`load_run_settings`) with any overrides; the step counters continue.
+    :func:`load_run_settings`) with any overrides; the step counters continue. ``verbose``: show
+    Ray's and RLlib's informational start-up lines (by default only their warnings and errors).
 
     The steps, in order: :func:`_prepare` (every check a user's input can fail, Ray, the output
     dir), :func:`_build` (the algorithm, restored on ``resume``), :func:`_loop` (train, record,
@@ -365,7 +367,7 @@ def train(
     """
     log = log or (lambda line: print(line, flush=True))
     output = Path(output)
-    restore_from, previous = _prepare(run, output, resume, overwrite)
+    restore_from, previous = _prepare(run, output, resume, overwrite, verbose)
     algo, steps_offset = _build(run, output, restore_from, previous, log)
     state = _RunState(previous, steps_offset)
     record = _Record(output, restore_from, previous, steps_offset)
@@ -379,7 +381,7 @@ def train(
 
 
 def _prepare(
-    run: RunSettings, output: Path, resume: bool, overwrite: bool
+    run: RunSettings, output: Path, resume: bool, overwrite: bool, verbose: bool = False
 ) -> tuple[Path | None, dict[str, Any]]:
     """Check what a user's input can get wrong, start (or join) Ray, make the output dir.
 
@@ -404,10 +406,17 @@ def _prepare(
 
     from rmc_agents.rl import quiet
 
-    quiet.install()
+    if not verbose:
+        quiet.install()
     if not ray.is_initialized():
+        import logging
+
         res = run.resources
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": True,
+            "logging_level": logging.INFO if verbose else logging.WARNING,
+        }
         if address:
             kwargs["address"] = address
         elif res.num_cpus:

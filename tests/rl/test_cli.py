@@ -94,6 +94,7 @@ def test_start_up_says_nothing_that_does_not_concern_the_user(smoke_run):
     for line in NOISE:
         assert line not in text, line
     assert "DeprecationWarning" not in text
+    assert "Started a local Ray instance" not in text  # Ray's information only with --verbose
 
 
 def test_resume_continues_the_step_counters(smoke_run):

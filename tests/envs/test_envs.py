@@ -373,3 +373,22 @@ def test_step_before_reset():
     venv = gym.make_vec("MiniPacman-Full-v0", num_envs=2, **VEC)
     with pytest.raises(RuntimeError, match="before reset"):
         venv.step(np.array([0, 0]))
+
+
+def test_rendering_and_play_with_pygame_ce(monkeypatch):
+    """MiniGrid brings pygame-ce, which installs under the import name ``pygame``: where it is the
+    one imported, the picture and the keyboard loop must work with it too."""
+    import pygame
+
+    if not getattr(pygame, "IS_CE", False):
+        pytest.skip("pygame here is not pygame-ce")
+    env = gym.make("MiniPacman-Viewport-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    env.unwrapped.place(**PLACED)
+    frame = env.render()
+    assert tuple(frame[1 * 28 + 14, 1 * 28 + 14]) == PICTURE[(1, 1)]
+    from envs.minipacman import play
+
+    events = iter([pygame.event.Event(pygame.KEYDOWN, key=k) for k in (pygame.K_RIGHT, pygame.K_q)])
+    monkeypatch.setattr(pygame.event, "wait", lambda: next(events))
+    play.main(["--seed", "0"])

@@ -164,6 +164,36 @@ def batch_rows(x: torch.Tensor, row_len: int, stateful: bool) -> torch.Tensor:
     return x.reshape(-1, row_len, *x.shape[1:])
 
 
+class _BatchTargets:
+    """What the IMPALA and APPO losses share: the ``training.vtrace`` switch, the batch as rows,
+    and :func:`vtrace_rows` on them with the batch's rewards (scaled), terminations and mask."""
+
+    def __init__(self, config: Any, batch: dict[str, Any]) -> None:
+        self.settings = config.learner_config_dict or {}
+        self.mode = self.settings.get("vtrace", "bootstrap")
+        if self.mode not in VTRACE_MODES:
+            raise ValueError(f"training.vtrace must be one of {VTRACE_MODES}, got {self.mode!r}")
+        self.config, self.batch = config, batch
+        self.stateful = batch.get(Columns.SEQ_LENS) is not None
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        return batch_rows(x, self.config.get_rollout_fragment_length(), self.stateful)
+
+    def vtrace(
+        self, log_rhos: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, config = self.batch, self.config
+        return vtrace_rows(
+            log_rhos=log_rhos,
+            values=values,
+            rewards=self.rows(batch[Columns.REWARDS]) * self.settings.get("reward_scale", 1.0),
+            discounts=config.gamma * (1.0 - self.rows(batch[Columns.TERMINATEDS]).float()),
+            mask=mask,
+            clip_rho_threshold=config.vtrace_clip_rho_threshold,
+            clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
+        )
+
+
 class BootstrapVTraceLearner(IMPALATorchLearner):
     """RLlib's IMPALA torch learner with :func:`vtrace_rows` targets (see the module docstring).
 
@@ -175,19 +205,13 @@ class BootstrapVTraceLearner(IMPALATorchLearner):
     def compute_loss_for_module(
         self, *, module_id: Any, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
     ) -> torch.Tensor:
-        settings = config.learner_config_dict or {}
-        mode = settings.get("vtrace", "bootstrap")
-        if mode == "rllib":
+        targets = _BatchTargets(config, batch)
+        if targets.mode == "rllib":
             return super().compute_loss_for_module(
                 module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
             )
-        if mode != "bootstrap":
-            raise ValueError(f"training.vtrace must be one of {VTRACE_MODES}, got {mode!r}")
         module = self.module[module_id].unwrapped()
-        stateful = batch.get(Columns.SEQ_LENS) is not None
-
-        def rows(x: torch.Tensor) -> torch.Tensor:
-            return batch_rows(x, config.get_rollout_fragment_length(), stateful)
+        rows = targets.rows
 
         loss_mask = batch[Columns.LOSS_MASK].float()
         size_loss_mask = torch.sum(loss_mask)
@@ -197,14 +221,8 @@ class BootstrapVTraceLearner(IMPALATorchLearner):
         mask_rows = rows(loss_mask)
         target_logp_rows = rows(target_logp)
         values_rows = rows(values)
-        vs, pg_advantages = vtrace_rows(
-            log_rhos=target_logp_rows - rows(batch[Columns.ACTION_LOGP]),
-            values=values_rows,
-            rewards=rows(batch[Columns.REWARDS]) * settings.get("reward_scale", 1.0),
-            discounts=config.gamma * (1.0 - rows(batch[Columns.TERMINATEDS]).float()),
-            mask=mask_rows,
-            clip_rho_threshold=config.vtrace_clip_rho_threshold,
-            clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
+        vs, pg_advantages = targets.vtrace(
+            target_logp_rows - rows(batch[Columns.ACTION_LOGP]), values_rows, mask_rows
         )
         # The rest is RLlib's IMPALA loss as it stands (sums over real steps, divided by their count).
         pi_loss = -torch.sum(target_logp_rows * pg_advantages * mask_rows)
@@ -243,19 +261,13 @@ class BootstrapVTraceAPPOLearner(APPOTorchLearner):
     def compute_loss_for_module(
         self, *, module_id: Any, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
     ) -> torch.Tensor:
-        settings = config.learner_config_dict or {}
-        mode = settings.get("vtrace", "bootstrap")
-        if mode == "rllib":
+        targets = _BatchTargets(config, batch)
+        if targets.mode == "rllib":
             return super().compute_loss_for_module(
                 module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
             )
-        if mode != "bootstrap":
-            raise ValueError(f"training.vtrace must be one of {VTRACE_MODES}, got {mode!r}")
         module = self.module[module_id].unwrapped()
-        stateful = batch.get(Columns.SEQ_LENS) is not None
-
-        def rows(x: torch.Tensor) -> torch.Tensor:
-            return batch_rows(x, config.get_rollout_fragment_length(), stateful)
+        rows = targets.rows
 
         loss_mask = batch[Columns.LOSS_MASK].float()
         size_loss_mask = torch.sum(loss_mask)
@@ -271,15 +283,7 @@ class BootstrapVTraceAPPOLearner(APPOTorchLearner):
         values = rows(module.compute_values(batch, embeddings=fwd_out.get(Columns.EMBEDDINGS)))
         mask = rows(loss_mask)
         # V-trace of the target (old) policy against the behaviour policy, as in RLlib's APPO.
-        vs, pg_advantages = vtrace_rows(
-            log_rhos=old_logp - behaviour_logp,
-            values=values,
-            rewards=rows(batch[Columns.REWARDS]) * settings.get("reward_scale", 1.0),
-            discounts=config.gamma * (1.0 - rows(batch[Columns.TERMINATEDS]).float()),
-            mask=mask,
-            clip_rho_threshold=config.vtrace_clip_rho_threshold,
-            clip_pg_rho_threshold=config.vtrace_clip_pg_rho_threshold,
-        )
+        vs, pg_advantages = targets.vtrace(old_logp - behaviour_logp, values, mask)
         # The rest is RLlib's APPO loss as it stands.
         is_ratio = torch.clip(torch.exp(behaviour_logp - old_logp), 0.0, 2.0)
         logp_ratio = is_ratio * torch.exp(target_logp - behaviour_logp)

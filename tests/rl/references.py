@@ -172,3 +172,29 @@ def module_values(module, batch):
     with torch.no_grad():
         out = module.forward_train(batch)
         return module.compute_values(batch, out.get(Columns.EMBEDDINGS))
+
+
+class StandInModule(torch.nn.Module):
+    """A stand-in for a learner's module: fixed values (and target-policy logits, for APPO)."""
+
+    def __init__(self, values, target_logits=None):
+        super().__init__()
+        self.values, self.target_logits = values, target_logits
+
+    def unwrapped(self):
+        return self
+
+    def get_train_action_dist_cls(self):
+        from ray.rllib.models.torch.torch_distributions import TorchCategorical
+
+        return TorchCategorical
+
+    def compute_values(self, batch, embeddings=None):
+        return self.values
+
+    def forward_target(self, batch):
+        from ray.rllib.core.rl_module.apis.target_network_api import (
+            TARGET_NETWORK_ACTION_DIST_INPUTS,
+        )
+
+        return {TARGET_NETWORK_ACTION_DIST_INPUTS: self.target_logits}

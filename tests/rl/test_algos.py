@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
 from rmc_agents.config import load_config
@@ -21,6 +20,7 @@ from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner
 
 from .references import (
     GAMMA,
+    StandInModule,
     Traj,
     flat_layout,
     gae_reference,
@@ -125,24 +125,6 @@ def test_ppo_value_targets_are_gae_with_bootstrap_at_cuts(core):
 # --- APPO's loss: V-trace of the target policy that bootstraps ----------------------------------
 
 
-class _APPOModule(torch.nn.Module):
-    def __init__(self, values, target_logits):
-        super().__init__()
-        self.values, self.target_logits = values, target_logits
-
-    def unwrapped(self):
-        return self
-
-    def get_train_action_dist_cls(self):
-        return TorchCategorical
-
-    def compute_values(self, batch, embeddings=None):
-        return self.values
-
-    def forward_target(self, batch):
-        return {TARGET_NETWORK_ACTION_DIST_INPUTS: self.target_logits}
-
-
 def test_appo_loss_targets_are_the_target_policys_vtrace():
     """APPO's value loss is against V-trace of the target (old) policy vs the behaviour policy;
     here those targets match the paper at cuts, terminations and chunk boundaries."""
@@ -166,7 +148,7 @@ def test_appo_loss_targets_are_the_target_policys_vtrace():
     values = torch.as_tensor(rows["values"], dtype=torch.float32)
     logged = {}
     fake = SimpleNamespace(
-        module={"p": _APPOModule(values, target_logits)},
+        module={"p": StandInModule(values, target_logits)},
         entropy_coeff_schedulers_per_module={"p": SimpleNamespace(get_current_value=lambda: 0.0)},
         curr_kl_coeffs_per_module={"p": torch.tensor(0.0)},
         metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),

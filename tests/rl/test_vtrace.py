@@ -24,6 +24,7 @@ from rmc_agents.rl.vtrace import BootstrapVTraceLearner, batch_rows, vtrace_rows
 
 from .references import (
     GAMMA,
+    StandInModule,
     Traj,
     flat_layout,
     gather,
@@ -164,27 +165,10 @@ def test_zero_discount_everywhere_is_one_step_and_gamma_one_sums_rewards():
 # --- the learner's loss -----------------------------------------------------------------------
 
 
-class _Values(torch.nn.Module):
-    """A stand-in module: fixed logits and values, as a learner's forward pass would give."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = values
-
-    def unwrapped(self):
-        return self
-
-    def get_train_action_dist_cls(self):
-        return TorchCategorical
-
-    def compute_values(self, batch, embeddings=None):
-        return self.values
-
-
 def _fake_learner(values, entropy_coeff):
     logged = {}
     return SimpleNamespace(
-        module={"p": _Values(values)},
+        module={"p": StandInModule(values)},
         entropy_coeff_schedulers_per_module={
             "p": SimpleNamespace(get_current_value=lambda: entropy_coeff)
         },

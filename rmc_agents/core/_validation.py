@@ -41,6 +41,17 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
     return value
 
 
+def check_filled_and_dtype(name: str, x: torch.Tensor, dtype: torch.dtype) -> None:
+    """Raise naming ``name`` if ``x`` has an empty dimension (ValueError) or is not of the module
+    parameters' ``dtype`` (TypeError)."""
+    if any(size == 0 for size in x.shape):
+        raise ValueError(f"{name} must not have an empty dimension, got {list(x.shape)}")
+    if x.dtype != dtype:
+        raise TypeError(
+            f"{name} must have dtype {dtype} like the module's parameters, got {x.dtype}"
+        )
+
+
 def check_resets(resets: object, batch_size: int, steps: int) -> torch.Tensor | None:
     """Validate ``resets`` of shape ``[B, T]``; return it as a bool tensor (or None)."""
     if resets is None:

@@ -30,6 +30,7 @@ from torch import nn
 
 from rmc_agents.core._validation import (
     check_batch_size,
+    check_filled_and_dtype,
     check_positive_int,
     check_resets,
     check_tensor,
@@ -228,11 +229,5 @@ class DNC(nn.Module):
             raise ValueError(
                 f"{name} must have shape {shape}{self.input_size}], got {list(x.shape)}"
             )
-        if any(size == 0 for size in x.shape):
-            raise ValueError(f"{name} must not have an empty dimension, got {list(x.shape)}")
-        if x.dtype != self.interface.weight.dtype:
-            raise TypeError(
-                f"{name} must have dtype {self.interface.weight.dtype} like the module's "
-                f"parameters, got {x.dtype}"
-            )
+        check_filled_and_dtype(name, x, self.interface.weight.dtype)
         return x

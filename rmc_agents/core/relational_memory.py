@@ -27,6 +27,7 @@ from torch import nn
 
 from rmc_agents.core._validation import (
     check_batch_size,
+    check_filled_and_dtype,
     check_finite_float,
     check_positive_int,
     check_resets,
@@ -484,13 +485,7 @@ class RelationalMemory(nn.Module):
                 f"{name} must have shape {lead_names}{self.input_size}] or "
                 f"{lead_names}n, {self.input_size}], got {list(x.shape)}"
             )
-        if any(size == 0 for size in x.shape):
-            raise ValueError(f"{name} must not have an empty dimension, got {list(x.shape)}")
-        if x.dtype != self.input_projection.weight.dtype:
-            raise TypeError(
-                f"{name} must have dtype {self.input_projection.weight.dtype} like the "
-                f"module's parameters, got {x.dtype}"
-            )
+        check_filled_and_dtype(name, x, self.input_projection.weight.dtype)
         return x.unsqueeze(-2) if x.dim() == lead + 1 else x
 
     def _check_state(self, state: object, batch_size: int) -> None:

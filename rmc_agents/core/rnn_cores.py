@@ -13,6 +13,7 @@ from torch import nn
 
 from rmc_agents.core._validation import (
     check_batch_size,
+    check_filled_and_dtype,
     check_finite_float,
     check_positive_int,
     check_resets,
@@ -189,13 +190,7 @@ class _TorchRNNCore(nn.Module):
                 f"{name} must have shape {lead_names}{self.input_size}] or {lead_names}{rows}, "
                 f"{self.input_size} // {rows}], got {list(x.shape)}"
             )
-        if any(size == 0 for size in x.shape):
-            raise ValueError(f"{name} must not have an empty dimension, got {list(x.shape)}")
-        if x.dtype != self.rnn.weight_hh_l0.dtype:
-            raise TypeError(
-                f"{name} must have dtype {self.rnn.weight_hh_l0.dtype} like the module's "
-                f"parameters, got {x.dtype}"
-            )
+        check_filled_and_dtype(name, x, self.rnn.weight_hh_l0.dtype)
         return x.flatten(lead) if x.dim() == lead + 2 else x
 
 

@@ -151,7 +151,7 @@ def export(
         f"# {to.name}\n\n"
         f"| | |\n|---|---|\n"
         f"| env | `{card['env']}` {card['env_kwargs'] or ''} |\n"
-        f"| model | {m['core'].upper()} ({sizes}), torso conv {m['conv_channels']} |\n"
+        f"| model | {m['core'].upper()} ({sizes}) |\n"
         f"| algorithm | {card['algo']} (settings in `config.yaml`) |\n"
         f"| frames trained | {card['frames']:,} (this policy: {card['policy']}, "
         f"at {card['policy_env_steps']:,}) |\n"

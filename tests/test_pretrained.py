@@ -16,7 +16,7 @@ AGENTS = sorted(p.parent for p in (REPO / "pretrained").glob("*/card.json"))
 
 def test_agents_are_shipped():
     names = {p.name for p in AGENTS}
-    assert {"viewport-rmc", "viewport-lstm"} <= names, names
+    assert {"viewport-rmc", "viewport-lstm", "stateless-cartpole-lstm"} <= names, names
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda p: p.name)

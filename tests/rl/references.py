@@ -198,3 +198,19 @@ class StandInModule(torch.nn.Module):
         )
 
         return {TARGET_NETWORK_ACTION_DIST_INPUTS: self.target_logits}
+
+
+def loss_batch(rows, actions, behaviour_logp, stateful=True):
+    """A learner batch ``[B, T]`` from :func:`rllib_layout` rows, with these actions and
+    behaviour log-probs (``SEQ_LENS`` only for a stateful module)."""
+    b, t = rows["mask"].shape
+    batch = {
+        Columns.LOSS_MASK: torch.as_tensor(rows["mask"]),
+        Columns.ACTIONS: actions,
+        Columns.ACTION_LOGP: behaviour_logp,
+        Columns.REWARDS: torch.as_tensor(rows["rewards"], dtype=torch.float32),
+        Columns.TERMINATEDS: torch.as_tensor(rows["terminated"]),
+    }
+    if stateful:
+        batch[Columns.SEQ_LENS] = torch.full((b,), t)
+    return batch

@@ -24,6 +24,7 @@ from .references import (
     Traj,
     flat_layout,
     gae_reference,
+    loss_batch,
     make_traj,
     module_values,
     rllib_layout,
@@ -137,14 +138,7 @@ def test_appo_loss_targets_are_the_target_policys_vtrace():
     actions = torch.as_tensor(rng.integers(3, size=(b, t)))
     old_logp = TorchCategorical.from_logits(target_logits).logp(actions)
     behaviour = old_logp - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
-    batch = {
-        Columns.LOSS_MASK: torch.as_tensor(rows["mask"]),
-        Columns.ACTIONS: actions,
-        Columns.ACTION_LOGP: behaviour,
-        Columns.REWARDS: torch.as_tensor(rows["rewards"], dtype=torch.float32),
-        Columns.TERMINATEDS: torch.as_tensor(rows["terminated"]),
-        Columns.SEQ_LENS: torch.full((b,), t),
-    }
+    batch = loss_batch(rows, actions, behaviour)
     values = torch.as_tensor(rows["values"], dtype=torch.float32)
     logged = {}
     fake = SimpleNamespace(

@@ -28,6 +28,7 @@ from .references import (
     Traj,
     flat_layout,
     gather,
+    loss_batch,
     make_traj,
     rllib_layout,
     sample_learner_batch,
@@ -196,18 +197,10 @@ def test_learner_loss_is_the_impala_loss_on_these_targets(stateful):
     dist = TorchCategorical.from_logits(logits)
     # behaviour log-probs such that target - behaviour = the rows' log_rhos
     behaviour = dist.logp(actions) - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
-    batch = {
-        Columns.LOSS_MASK: torch.as_tensor(rows["mask"]),
-        Columns.ACTIONS: actions,
-        Columns.ACTION_LOGP: behaviour,
-        Columns.REWARDS: torch.as_tensor(rows["rewards"], dtype=torch.float32),
-        Columns.TERMINATEDS: torch.as_tensor(rows["terminated"]),
-    }
+    batch = loss_batch(rows, actions, behaviour, stateful)
     values = torch.as_tensor(rows["values"], dtype=torch.float32)
     fwd_out = {Columns.ACTION_DIST_INPUTS: logits}
-    if stateful:
-        batch[Columns.SEQ_LENS] = torch.full((b,), t)
-    else:  # flat
+    if not stateful:  # flat
         batch = {k: v[0] for k, v in batch.items()}
         values, fwd_out = values[0], {Columns.ACTION_DIST_INPUTS: logits[0]}
     config = SimpleNamespace(

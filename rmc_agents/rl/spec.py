@@ -58,10 +58,7 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
     unknown = sorted(set(settings) - set(_SETTINGS))
     if unknown:
         raise ValueError(f"policy_spec: unknown setting(s) {unknown}; known: {list(_SETTINGS)}")
-    try:
-        model = ModelSettings(core=core, **settings)  # type: ignore[arg-type]
-    except TypeError as exc:  # pragma: no cover - guarded above
-        raise ValueError(f"policy_spec: {exc}") from None
+    model = ModelSettings(core=core, **settings)  # type: ignore[arg-type]  (keys checked above)
     if core not in ("rmc", "lstm", "gru", "dnc", "mlp"):
         raise ValueError(f"policy_spec: core must be one of rmc, lstm, gru, dnc, mlp; got {core!r}")
     if model.gate_style not in ("unit", "memory", "none"):

@@ -331,7 +331,18 @@ class GameCore:
         reward = reward + food * m.food + pill * m.pill
         self.power = where(pill, POWER_DURATION, self.power)
         if m.clear_on_food:
-            self._maybe_new_level(self.food_left == 0, _DRAW_LEVEL_MID)
+            cleared = self.food_left == 0
+            if o.any(cleared):
+                self._new_level(cleared, _DRAW_LEVEL_MID)
+                # The code then checks the *new* level's pills against the *new* Pacman: one
+                # placed on a pill eats it in this step (the cell keeps its food).
+                cell = self.base + self.p
+                content = self.cs[cell]
+                on_pill = where(cleared, content >> 1, 0)
+                self.cs[cell] = where(on_pill, content & FOOD_BIT, content)
+                self.pills_left = self.pills_left - on_pill
+                reward = reward + on_pill * m.pill
+                self.power = where(on_pill, POWER_DURATION, self.power)
             p = self.p
         elif m.clear_on_pills:
             self._maybe_new_level(self.pills_left == 0, _DRAW_LEVEL_MID)

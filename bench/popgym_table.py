@@ -6,12 +6,13 @@ measure, the **max mean episode return** (MMER: the best of the logged running m
 mean and range over seeds, goes to ``<out>/table.md`` and ``<out>/results.json``.
 
     pip install popgym
-    python bench/popgym_table.py --frames 300000 --seeds 0,1,2 --out results/popgym
+    python bench/popgym_table.py --frames 100000 --seeds 0,1 --out results/popgym
     python bench/popgym_table.py --envs RepeatFirstEasy --models rmc,lstm --frames 20000 --seeds 0
+    python bench/popgym_table.py --report-only --out results/popgym   # tabulate what is there
 
-``--algo`` picks the algorithm (default ``ppo``: RLlib's stock PPO with an LSTM solved
-RepeatFirstEasy within 300k steps here, IMPALA did not); ``--set KEY=VALUE`` changes a setting of
-every run.
+Every run takes ``--config`` (default ``configs/popgym.yaml``: PPO, 64 envs x 20 steps a batch, 10
+passes in two minibatches); ``--algo`` overrides its algorithm, ``--set KEY=VALUE`` any setting.
+Runs are kept per (env, model, seed), so a longer seed list later adds to the same table.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def main() -> int:
     p.add_argument("--models", default="rmc,lstm,gru,dnc,mlp")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--frames", type=int, default=300_000, help="env steps per run")
-    p.add_argument("--algo", default="ppo", choices=["impala", "appo", "ppo"])
+    p.add_argument("--config", default=str(HERE.parent / "configs" / "popgym.yaml"))
+    p.add_argument("--algo", choices=["impala", "appo", "ppo"], help="default: the config's")
+    p.add_argument("--report-only", action="store_true", help="only tabulate the runs in --out")
     p.add_argument("--out", default="results/popgym")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
@@ -61,8 +64,14 @@ def main() -> int:
             "--seeds", args.seeds,
             "--frames", str(args.frames),
             "--out", str(env_out),
-            "--set", f"algo={args.algo}",
+            "--config", args.config,
         ]  # fmt: skip
+        if args.algo:
+            cmd += ["--set", f"algo={args.algo}"]
+        if args.report_only:
+            if not env_out.is_dir():
+                continue
+            cmd.append("--report-only")
         for item in args.set:
             cmd += ["--set", item]
         print(f"== {env}", flush=True)
@@ -73,8 +82,10 @@ def main() -> int:
             rows.append({"env": env, **r})
     models = args.models.split(",")
     lines = [
-        f"MMER (max mean episode return), {args.algo}, {args.frames:,} env steps per run; "
-        "mean (min-max) over seeds",
+        "MMER (max mean episode return: the best logged running mean of a run), "
+        f"{Path(args.config).name}{' with ' + args.algo if args.algo else ''}, "
+        f"{args.frames:,} env steps per run; mean (min-max) over seeds {args.seeds} "
+        "([n=k]: only k of them finished)",
         "",
         "| env | " + " | ".join(models) + " |",
         "|---|" + "---:|" * len(models),
@@ -87,8 +98,12 @@ def main() -> int:
                 cells.append("-")
                 continue
             best = found[0]["best"]
+            if len(best) < len(args.seeds.split(",")):
+                spread_note = f" [n={len(best)}]"
+            else:
+                spread_note = ""
             spread = f" ({min(best):.2f}-{max(best):.2f})" if len(best) > 1 else ""
-            cells.append(f"{statistics.mean(best):.2f}{spread}")
+            cells.append(f"{statistics.mean(best):.2f}{spread}{spread_note}")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(rows, indent=2))

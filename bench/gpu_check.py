@@ -64,7 +64,7 @@ def make_batch(module, run, obs_space, seed: int = 0, less: int = 0) -> dict:
     from ray.rllib.core.columns import Columns
 
     rng = np.random.default_rng(seed)
-    chunks = run.training.train_batch_size // run.training.rollout_fragment_length - less
+    chunks = run.train_batch_size // run.training.rollout_fragment_length - less
     t = run.model.max_seq_len
     obs = rng.integers(0, 2, size=(chunks, t, *obs_space.shape)).astype(obs_space.dtype)
     state = {

@@ -194,7 +194,7 @@ def main() -> None:
     ref = next((r for r in rows if r["model"] == "rllib_lstm"), None)
     print(
         f"\n{args.env}, {base.resources.num_env_runners} EnvRunner(s) x "
-        f"{base.resources.envs_per_runner} envs, batch {base.training.train_batch_size}, "
+        f"{base.resources.envs_per_runner} envs, batch {base.train_batch_size}, "
         f"unroll {base.training.rollout_fragment_length}, max_seq_len {base.model.max_seq_len}, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
     )

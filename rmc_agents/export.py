@@ -23,6 +23,14 @@ from typing import Any
 __all__ = ["evaluate", "export", "main", "random_scores"]
 
 
+def _algorithm(settings: dict) -> str:
+    """The algorithm a saved config ran (``auto`` resolved as it was at training time)."""
+    from rmc_agents.rl.settings import default_algo
+
+    algo = settings.get("algo", "impala")
+    return default_algo(settings["env"]) if algo == "auto" else algo
+
+
 def _score(result: Any) -> float:
     return float(result.score if result.score is not None else result.episode_return)
 
@@ -128,7 +136,7 @@ def export(
         "policy_env_steps": best_row.get("env_steps", summary.get("env_steps")),
         "env": settings["env"],
         "env_kwargs": settings.get("env_kwargs") or {},
-        "algo": settings.get("algo", "impala"),
+        "algo": _algorithm(settings),
         "model": settings["model"],
         "seed": settings.get("seed"),
         "frames": summary.get("env_steps"),

@@ -44,7 +44,7 @@ def set_driver_threads(run: RunSettings) -> None:
 
 
 def build_algo_config(run: RunSettings) -> AlgorithmConfig:
-    """The RLlib config of ``run.algo`` (IMPALA, APPO or PPO) for ``run``, with this project's
+    """The RLlib config of ``run.algorithm`` (IMPALA, APPO or PPO) for ``run``, with this project's
     module, EnvRunner, connectors, learner and fault handling whatever the algorithm.
 
     Raises ``EnvResolutionError`` for a bad ``run.env``.
@@ -52,9 +52,10 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     resolved = resolve_env(run.env)
     env_name = register_rllib_env()
     res, tr, model = run.resources, run.training, run.model
-    lr: Any = tr.lr
+    algo = run.algorithm
+    lr: Any = run.lr
     if tr.anneal_lr and run.stop.timesteps:
-        lr = [[0, tr.lr], [run.stop.timesteps, 0.0]]
+        lr = [[0, run.lr], [run.stop.timesteps, 0.0]]
     runner_kwargs: dict[str, Any] = {
         "num_env_runners": res.num_env_runners,
         "num_envs_per_env_runner": res.envs_per_runner,
@@ -76,17 +77,17 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     training: dict[str, Any] = {
         "lr": lr,
         "gamma": tr.gamma,
-        "entropy_coeff": tr.entropy_coeff,
+        "entropy_coeff": run.entropy_coeff,
         "vf_loss_coeff": tr.vf_loss_coeff,
         "grad_clip": tr.grad_clip,
-        "train_batch_size_per_learner": tr.train_batch_size,
+        "train_batch_size_per_learner": run.train_batch_size,
     }
-    if run.algo == "ppo":
+    if algo == "ppo":
         ppo = run.ppo
         config: AlgorithmConfig = PPOConfig()
         training.update(
             num_epochs=ppo.num_epochs,
-            minibatch_size=ppo.minibatch_size,
+            minibatch_size=run.ppo_minibatch_size,
             lambda_=ppo.gae_lambda,
             clip_param=ppo.clip_param,
             vf_clip_param=ppo.vf_clip_param,
@@ -95,13 +96,13 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             kl_target=ppo.kl_target,
         )
     else:
-        config = APPOConfig() if run.algo == "appo" else IMPALAConfig()
+        config = APPOConfig() if algo == "appo" else IMPALAConfig()
         training.update(
             vtrace_clip_rho_threshold=tr.vtrace_clip_rho_threshold,
             vtrace_clip_pg_rho_threshold=tr.vtrace_clip_pg_rho_threshold,
             timeout_s_sampler_manager=res.timeout_s_sampler_manager,
         )
-        if run.algo == "appo":
+        if algo == "appo":
             appo = run.appo
             training.update(
                 clip_param=appo.clip_param,
@@ -130,13 +131,13 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     )
     # rmc_agents.rl.fault_tolerance: IMPALA and APPO wait out a moment with every EnvRunner down
     # instead of failing.
-    if run.algo != "ppo":
-        config.algo_class = FaultTolerantAPPO if run.algo == "appo" else FaultTolerantIMPALA
+    if algo != "ppo":
+        config.algo_class = FaultTolerantAPPO if algo == "appo" else FaultTolerantIMPALA
     # rmc_agents.rl.optim: for IMPALA and APPO V-trace that bootstraps at fragment cuts
     # (rmc_agents.rl.vtrace); for all three the non-finite guard (RLlib would apply NaN/inf
     # updates silently), and Adam or the IMPALA paper's RMSProp.
     config.learners(
-        learner_class=LEARNERS[run.algo],
+        learner_class=LEARNERS[algo],
         learner_config_dict={
             "optimizer": tr.optimizer,
             "rmsprop_decay": tr.rmsprop_decay,

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             run = load_config(RunSettings, args.config, overrides=_overrides(args))
         if args.set:
             run = apply_overrides(run, parse_set_items(args.set), source="--set", skip_none=False)
-        suffix = "" if run.algo == "impala" else f"-{run.algo}"
+        suffix = "" if run.algorithm == "impala" else f"-{run.algorithm}"
         output = args.output or os.path.join(
             "runs", f"{run.env.replace(':', '_').replace('/', '_')}-{run.model.core}{suffix}"
         )

@@ -56,8 +56,46 @@ def test_builder_gives_each_algorithm_its_learner_and_settings():
     )
     assert isinstance(appo, APPOConfig) and appo.learner_class is AgentAPPOLearner
     assert appo.algo_class is FaultTolerantAPPO and appo.circular_buffer_iterations_per_batch == 3
-    impala = build_algo_config(load_config(RunSettings, overrides=base))
+    impala = build_algo_config(load_config(RunSettings, overrides={**base, "algo": "impala"}))
     assert impala.learner_class is AgentLearner and impala.algo_class is FaultTolerantIMPALA
+
+
+def test_auto_picks_impala_on_mini_pacman_and_ppo_elsewhere_with_each_ones_defaults():
+    from ray.rllib.algorithms.impala import IMPALAConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rmc_agents.rl.algorithms import build_algo_config
+
+    pacman = load_config(RunSettings)
+    assert pacman.algo == "auto" and pacman.algorithm == "impala"
+    config = build_algo_config(pacman)
+    assert isinstance(config, IMPALAConfig) and not isinstance(config, PPOConfig)
+    assert (config.lr, config.entropy_coeff, config.train_batch_size_per_learner) == (
+        6e-4,
+        0.01,
+        640,
+    )
+    other = load_config(
+        RunSettings, overrides={"env": "CartPole-v1", "resources.envs_per_runner": 8}
+    )
+    assert other.algorithm == "ppo"
+    config = build_algo_config(other)
+    assert isinstance(config, PPOConfig)
+    # one round of fragments (1 runner x 8 envs x 20 steps), halves of it, 10 passes
+    assert (config.train_batch_size_per_learner, config.minibatch_size) == (160, 80)
+    assert (config.num_epochs, config.lr, config.entropy_coeff) == (10, 3e-4, 0.0)
+    # explicit values win over the per-algorithm defaults
+    mine = load_config(
+        RunSettings,
+        overrides={"env": "CartPole-v1", "algo": "impala", "training.lr": 0.01,
+                   "training.entropy_coeff": 0.5, "training.train_batch_size": 320},
+    )  # fmt: skip
+    config = build_algo_config(mine)
+    assert (config.lr, config.entropy_coeff, config.train_batch_size_per_learner) == (
+        0.01,
+        0.5,
+        320,
+    )
 
 
 @pytest.mark.parametrize(
@@ -248,7 +286,10 @@ def test_popgym_table_runs_and_tabulates(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(repo / "bench" / "popgym_table.py"), "--envs", "RepeatPreviousEasy"]
         + ["--models", "lstm,mlp", "--frames", "1500", "--seeds", "0", "--out", str(out)]
-        + ["--set", "min_time_s_per_iteration=0", "--set", "ppo.num_epochs=1"],
+        + ["--set", "min_time_s_per_iteration=0", "--set", "ppo.num_epochs=1"]
+        # configs/popgym.yaml with 8 envs: batches of 160, so 52-step episodes end within budget
+        + ["--set", "resources.envs_per_runner=8", "--set", "training.train_batch_size=null"]
+        + ["--set", "ppo.minibatch_size=null"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -77,7 +77,9 @@ def test_value_targets_settings_reach_the_learner(env, scale, want) -> None:
     from rmc_agents.rl.optim import AgentLearner
     from rmc_agents.rl.vtrace import BootstrapVTraceLearner
 
-    run = load_config(RunSettings, overrides={"env": env, "training.reward_scale": scale})
+    run = load_config(
+        RunSettings, overrides={"env": env, "algo": "impala", "training.reward_scale": scale}
+    )
     config = build_algo_config(run)
     assert issubclass(config.learner_class, BootstrapVTraceLearner)
     assert config.learner_class is AgentLearner

@@ -58,6 +58,7 @@ def test_training_optimizer_setting_reaches_the_learner(name, cls):
         RunSettings,
         overrides={
             "env": "CartPole-v1",
+            "algo": "impala",
             "model.core": "gru",
             "model.hidden_size": 8,
             "training.optimizer": name,

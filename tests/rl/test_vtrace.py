@@ -251,7 +251,7 @@ def test_rllib_lays_batches_out_as_the_reference_does(core):
     from rmc_agents.rl.settings import ModelSettings, RunSettings
 
     model = ModelSettings(core=core, hidden_size=16, max_seq_len=4)
-    run = RunSettings(env="CartPole-v1", model=model, seed=5)
+    run = RunSettings(env="CartPole-v1", algo="impala", model=model, seed=5)
     run.training.rollout_fragment_length = 10
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 3

@@ -17,6 +17,7 @@ TRAIN = [sys.executable, str(REPO / "train_agent.py")]
 # runs in the driver (num_learners 0), which needs no cluster CPU.
 TINY_CLUSTER_CONFIG = """\
 env: CartPole-v1
+algo: impala
 model: {core: gru, hidden_size: 16, mlp_hiddens: [16]}
 training: {train_batch_size: 80, rollout_fragment_length: 20}
 resources: {num_env_runners: 2, envs_per_runner: 2, num_cpus_per_env_runner: 1}

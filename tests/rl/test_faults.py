@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 TINY_YAML = """\
 env: CartPole-v1
+algo: impala
 model: {core: gru, hidden_size: 16, mlp_hiddens: [16]}
 training: {train_batch_size: 80, rollout_fragment_length: 20}
 resources: {num_env_runners: 1, envs_per_runner: 2, num_cpus: 2}
@@ -323,7 +324,8 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(
     monkeypatch.setattr(impala, "build_algo_config", with_callback)
     run = load_config(
         RunSettings,
-        overrides={**tiny, "env": "CartPole-v1", "model.core": "gru", "stop.iterations": 8},
+        overrides={**tiny, "env": "CartPole-v1", "algo": "impala", "model.core": "gru",
+                   "stop.iterations": 8},  # fmt: skip
     )
     run.resources.envs_per_runner = 2
     run.min_sample_timesteps_per_iteration = 200

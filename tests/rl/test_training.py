@@ -16,6 +16,7 @@ CUE = "rmc_agents.rl.toy_envs:CueRecall"
 # 4/12 + 8/12 * 1/2 = 0.667; a memoryless one about 0.54; a remembering one 1.
 CUE_SETTINGS = {
     "env": CUE,
+    "algo": "impala",
     "env_kwargs": {"num_cues": 2, "length": 12},
     "model.max_seq_len": 4,
     "training.rollout_fragment_length": 10,
@@ -152,6 +153,7 @@ def test_value_is_learned_only_when_targets_bootstrap(
         overrides={
             **tiny,
             "env": "rmc_agents.rl.toy_envs:PaysForever",
+            "algo": "impala",
             "model.core": core,
             "model.max_seq_len": max_seq_len,
             "training.vtrace": vtrace,

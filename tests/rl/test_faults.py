@@ -324,8 +324,13 @@ def test_a_killed_env_runner_is_restarted_and_training_goes_on(
     monkeypatch.setattr(impala, "build_algo_config", with_callback)
     run = load_config(
         RunSettings,
-        overrides={**tiny, "env": "CartPole-v1", "algo": "impala", "model.core": "gru",
-                   "stop.iterations": 8},  # fmt: skip
+        overrides={
+            **tiny,
+            "env": "CartPole-v1",
+            "algo": "impala",
+            "model.core": "gru",
+            "stop.iterations": 8,
+        },  # fmt: skip
     )
     run.resources.envs_per_runner = 2
     run.min_sample_timesteps_per_iteration = 200

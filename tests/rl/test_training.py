@@ -107,8 +107,13 @@ def test_a_failing_loss_stops_the_run_with_the_error(ray_cluster, tmp_path, tiny
     monkeypatch.setattr(RecurrentAgentModule, "compute_values", broken)
     run = load_config(
         RunSettings,
-        overrides={**tiny, "env": "CartPole-v1", "algo": "impala", "model.core": "gru",
-                   "stop.iterations": 50},  # fmt: skip
+        overrides={
+            **tiny,
+            "env": "CartPole-v1",
+            "algo": "impala",
+            "model.core": "gru",
+            "stop.iterations": 50,
+        },  # fmt: skip
     )
     run.stall_seconds = 60
     with pytest.raises(

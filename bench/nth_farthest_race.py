@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CORES = ("rmc", "lstm")
+CORES = ("rmc", "lstm", "dnc")  # the paper's Nth Farthest models (its Table: RMC, LSTM, DNC)
 
 
 def command(core: str, out: Path, args: argparse.Namespace) -> list[str]:
@@ -79,10 +79,11 @@ def report(out: Path) -> None:
 
     from rmc_agents.supervised.nth_farthest import trivial_plateau
 
-    results = {c: _result(out / c) for c in CORES}
-    k = int(yaml.safe_load((out / "rmc" / "config.yaml").read_text())["task"]["num_vectors"])
+    cores = [c for c in CORES if (out / c / "eval.csv").is_file()]
+    results = {c: _result(out / c) for c in cores}
+    k = int(yaml.safe_load((out / cores[0] / "config.yaml").read_text())["task"]["num_vectors"])
     fig, (by_time, by_step) = plt.subplots(1, 2, figsize=(10, 4))
-    for core in CORES:
+    for core in cores:
         steps, seconds, accuracy = read_eval(out / core)
         by_time.plot([s / 60 for s in seconds], accuracy, label=core)
         by_step.plot(steps, accuracy, label=core)
@@ -94,7 +95,7 @@ def report(out: Path) -> None:
     for ax in (by_time, by_step):
         ax.set_ylabel("eval accuracy")
         ax.legend()
-    fig.suptitle("Nth Farthest: RMC vs LSTM, same training time")
+    fig.suptitle(f"Nth Farthest: {' vs '.join(c.upper() for c in cores)}, same training time")
     fig.tight_layout()
     fig.savefig(out / "curves.png", dpi=120)
     print(f"{k} vectors; trivial plateau {plateau:.3f}")
@@ -102,7 +103,7 @@ def report(out: Path) -> None:
         "| core | params | steps | training time (s) | final eval accuracy | best eval accuracy |"
     )
     print("|---|---:|---:|---:|---:|---:|")
-    for core in CORES:
+    for core in cores:
         r = results[core]
         params = "-" if r["parameters"] is None else f"{r['parameters']:,}"
         best = max(read_eval(out / core)[2])
@@ -122,13 +123,18 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, default=REPO / "results" / "nth_farthest_race")
     p.add_argument("--plot-only", type=Path, help="only redraw and tabulate runs in this folder")
+    p.add_argument("--cores", default=",".join(CORES), help="cores raced side by side")
     args = p.parse_args()
+    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    unknown = sorted(set(cores) - set(CORES))
+    if unknown or not cores:
+        p.error(f"--cores: unknown {unknown}; choose from {', '.join(CORES)}")
     if args.plot_only:
         report(args.plot_only)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     procs = []
-    for core in CORES:
+    for core in cores:
         cmd = command(core, args.out, args)
         print("$", " ".join(shlex.quote(c) for c in ["python", *cmd[1:]]), flush=True)
         log = (args.out / f"{core}.log").open("w")

@@ -190,8 +190,15 @@ def run_target(name: str, out: Path, children: int, keep: bool) -> dict:
     caught = counts.get("killed", 0) + counts.get("timeout", 0)
     missed = counts.get("survived", 0) + counts.get("no tests", 0)
     rate = caught / (caught + missed) if caught + missed else float("nan")
+    by_function: dict[str, dict[str, int]] = {}
+    for mutant, status in outcomes.items():
+        function = mutant.split("__mutmut_")[0].rsplit(".", 1)[-1].replace("\u01c1", ".").strip(".")
+        function = function.removeprefix("x_").removeprefix("x.")
+        tally = by_function.setdefault(function, {})
+        tally[status] = tally.get(status, 0) + 1
     row = {
         "target": name,
+        "by_function": by_function,
         "module": module,
         "mutants": len(outcomes),
         **counts,

@@ -32,9 +32,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--algo",
-        choices=["impala", "appo", "ppo"],
-        help="RLlib algorithm (default impala): impala and appo are asynchronous actor-learner "
-        "(V-trace); ppo is synchronous, several epochs per batch",
+        choices=["auto", "impala", "appo", "ppo"],
+        help="RLlib algorithm (default auto: impala on Mini-Pacman, ppo elsewhere): impala and "
+        "appo are asynchronous actor-learner (V-trace); ppo is synchronous, several epochs per "
+        "batch",
     )
     p.add_argument("--config", help="YAML settings file (see configs/)")
     p.add_argument("--stop-timesteps", type=int, help="stop after this many env steps")

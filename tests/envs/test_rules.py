@@ -419,3 +419,32 @@ def test_pacman_is_re_placed_when_a_food_clear_starts_a_new_level():
     assert all(game.lane(i)["level"] == 2 for i in range(n))
     assert sum(tuple(c) == (1, 2) for c in cells) < n // 10
     assert len({tuple(c) for c in cells}) > 60
+
+
+def test_place_builds_the_position_it_is_given_and_refuses_impossible_cells(backend):
+    """``place`` (the constructed positions every rule test stands on) puts exactly what it is
+    told where it is told, and names a wall or off-map cell."""
+    game = Game("regular", backend).place(
+        pacman=(3, 4), ghosts=[(13, 17, "left"), (1, 5, 2)], pills=[(13, 2)],
+        food=[(1, 2), (13, 2)], power=7, level=4, timer=9, frame=11,
+    )  # fmt: skip
+    lane = game.lane()
+    assert lane["pacman"] == (3, 4)
+    assert lane["ghosts"] == [((13, 17), "left"), ((1, 5), "left")]
+    assert sorted(zip(*np.nonzero(lane["food"]), strict=True)) == [(1, 2), (13, 2)]
+    assert list(zip(*np.nonzero(lane["pills"]), strict=True)) == [(13, 2)]
+    assert (lane["power"], lane["level"], lane["timer"], lane["frame"]) == (7, 4, 9, 11)
+    assert (lane["food_left"], lane["pills_left"], lane["ghosts_left"]) == (2, 1, 2)
+    assert lane["dead"] is False
+    everywhere = Game("regular", backend).place(pacman=(1, 1), food="all").lane()
+    assert everywhere["food_left"] == int((WALLS == 0).sum()) == everywhere["food"].sum()
+    assert Game("regular", backend).place(pacman=(1, 1), food="none").lane()["food_left"] == 0
+    fewer = Game("regular", backend).place(pacman=(1, 1), ghosts=[(13, 17, 0), (13, 16, 0)])
+    fewer.place(pacman=(1, 1), ghosts=[(13, 17, 0)])  # a second place drops the extra ghost
+    assert fewer.lane()["ghosts"] == [((13, 17), "right")]
+    with pytest.raises(ValueError, match=r"cell \(0, 0\) is a wall"):
+        Game("regular", backend).place(pacman=(0, 0))
+    with pytest.raises(ValueError, match=r"cell \(15, 3\) is outside the 15x19 map"):
+        Game("regular", backend).place(pacman=(1, 1), pills=[(15, 3)])
+    with pytest.raises(ValueError, match=r"cell \(2, -1\) is outside"):
+        Game("regular", backend).place(pacman=(1, 1), ghosts=[(2, -1, 0)])

@@ -234,14 +234,13 @@ def main() -> int:
         p.error("mutmut is not installed: pip install mutmut==3.8.1")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
     results_path = out / "results.json"
-    previous = json.loads(results_path.read_text()) if results_path.is_file() else []
-    for name in names:
-        rows.append(run_target(name, out, args.max_children, args.keep))
-    merged = {r["target"]: r for r in previous}
-    merged.update({r["target"]: r for r in rows})
-    results_path.write_text(json.dumps(list(merged.values()), indent=2))
+    merged = {}
+    if results_path.is_file():
+        merged = {r["target"]: r for r in json.loads(results_path.read_text())}
+    for name in names:  # results.json after every target: a long queue cut short keeps its part
+        merged[name] = run_target(name, out, args.max_children, args.keep)
+        results_path.write_text(json.dumps(list(merged.values()), indent=2))
     lines = [
         "| module | mutants | killed | timeout | survived | no tests | other | kill rate |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",

@@ -164,7 +164,8 @@ def _level_start_on_a_pill_key(tick, offset=1 << 18):
         u = [uniform_scalar(key, tick, offset + j) for j in range(3)]
         first = int(u[1] * n)
         second = (first + 1 + int(u[2] * (n - 1))) % n
-        if int(u[0] * n) in (first, second):
+        # a cell other than the first: an index error (base - p for base + p) must show
+        if int(u[0] * n) in (first, second) and int(u[0] * n) > 0:
             return key
     raise AssertionError("no such key")
 
@@ -180,12 +181,19 @@ def test_a_new_level_that_puts_pacman_on_a_pill_eats_it_at_once(mode, backend):
     lane = 0 if backend == "scalar" else 1
     place_both(core, dm, lane, pacman=(1, 1), ghosts=[(13, 17, 4)], pills=[(13, 2), (13, 3)],
                food=[(1, 2)])  # fmt: skip
+    if backend == "batch":  # lane 0 keeps a second food: its level goes on, its pills untouched
+        core.place(0, pacman=(1, 1), ghosts=[(13, 17, "left")], pills=[(13, 2), (13, 3)],
+                   food=[(1, 2), (13, 1)])  # fmt: skip
     events = play_side_by_side(core, dm, None, 1, lane=lane, policy=lambda dm, rng: 1)
     assert events["levels"] == 1
     step, food, pill = MODES[mode].step, MODES[mode].food, MODES[mode].pill
     assert core.lane(lane)["score"] == pytest.approx(step + food + pill)
     assert core.lane(lane)["power"] == 20 and core.lane(lane)["pills_left"] == 1
     assert core.lane(lane)["food"][core.lane(lane)["pacman"]]
+    if backend == "batch":
+        other = core.lane(0)
+        assert (other["level"], other["power"], other["pills_left"]) == (1, 0, 2)
+        assert other["score"] == pytest.approx(step + food)
 
 
 @pytest.mark.parametrize("mode", list(MODES))

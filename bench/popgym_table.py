@@ -84,7 +84,7 @@ def main() -> int:
     lines = [
         "MMER (max mean episode return: the best logged running mean of a run), "
         f"{Path(args.config).name}{' with ' + args.algo if args.algo else ''}, "
-        f"{args.frames:,} env steps per run; mean (min-max) over seeds {args.seeds} "
+        f"{args.frames:,} env steps per run; mean (min to max) over seeds {args.seeds} "
         "([n=k]: only k of them finished)",
         "",
         "| env | " + " | ".join(models) + " |",
@@ -102,7 +102,7 @@ def main() -> int:
                 spread_note = f" [n={len(best)}]"
             else:
                 spread_note = ""
-            spread = f" ({min(best):.2f}-{max(best):.2f})" if len(best) > 1 else ""
+            spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
             cells.append(f"{statistics.mean(best):.2f}{spread}{spread_note}")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")

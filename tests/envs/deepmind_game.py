@@ -142,6 +142,15 @@ class DeepMindGame:
         self.pcontinue = 0
         self.died = True  # (not in the code, where pcontinue = 0 also marks the frame cap)
 
+    def _meet(self, i):
+        """Ghost ``i`` and Pacman on one cell, as the code handles it: Pacman dies (power 0) or
+        eats the ghost. True when a ghost was eaten (the code then leaves the ghost loop)."""
+        if self.power == 0:
+            self._die()
+            return False
+        self._kill_ghost(i, LEVEL_AFTER_GHOSTS)
+        return True
+
     def _move_pillman(self, action):
         self.pillman = moved(self.pillman, action + 1)
         r, c = self.pillman
@@ -191,21 +200,15 @@ class DeepMindGame:
         self.power = max(0, self.power - 1)
         self._move_pillman(action)
         for i, ghost in enumerate(self.ghosts):
-            if ghost["pos"] == self.pillman:
-                if self.power == 0:
-                    self._die()
-                else:
-                    self._kill_ghost(i, LEVEL_AFTER_GHOSTS)
-                    break
+            # first: did Pacman walk onto this ghost? (a death does not stop the loop)
+            if ghost["pos"] == self.pillman and self._meet(i):
+                break
             speed = self.ghost_speed * (0.5 if self.power != 0 else 1.0)
             if self.draw(self.tick, STEP_DRAWS + 3 * ghost["slot"]) < speed:
                 self._move_ghost(ghost)
-                if ghost["pos"] == self.pillman:
-                    if self.power == 0:
-                        self._die()
-                    else:
-                        self._kill_ghost(i, LEVEL_AFTER_GHOSTS)
-                        break
+                # then: did the ghost walk onto Pacman? (one ghost eaten per step at most)
+                if ghost["pos"] == self.pillman and self._meet(i):
+                    break
         self.image = self.rgb()  # the code draws the frame here, before the timer's level change
         if self.timer == self.timer_terminate:
             self._init_level(self.level + 1, LEVEL_AFTER_GHOSTS)

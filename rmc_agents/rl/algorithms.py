@@ -18,7 +18,7 @@ from rmc_agents.rl.envs import register_rllib_env, resolve_env
 from rmc_agents.rl.fault_tolerance import FaultTolerantAPPO, FaultTolerantIMPALA
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.optim import LEARNERS
-from rmc_agents.rl.settings import RunSettings, default_reward_scale
+from rmc_agents.rl.settings import RunSettings
 
 __all__ = ["build_algo_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
 
@@ -143,9 +143,7 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             "rmsprop_decay": tr.rmsprop_decay,
             "rmsprop_eps": tr.rmsprop_eps,
             "vtrace": tr.vtrace,
-            "reward_scale": (
-                tr.reward_scale if tr.reward_scale is not None else default_reward_scale(run.env)
-            ),
+            "reward_scale": run.reward_scale,
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

@@ -177,7 +177,8 @@ def default_algo(env: str) -> str:
 
 @dataclass
 class PPOSettings:
-    """PPO only (``algo: ppo``); RLlib's defaults except num_epochs and minibatch_size. The shared ``training`` keys (lr, gamma,
+    """PPO only (``algo: ppo``); RLlib's defaults except num_epochs and minibatch_size. The
+    shared ``training`` keys (lr, gamma,
     entropy_coeff, vf_loss_coeff, grad_clip, train_batch_size, optimizer) apply as well;
     ``reward_scale`` and the V-trace keys do not (PPO's targets are RLlib's GAE)."""
 
@@ -345,6 +346,11 @@ class RunSettings:
     def lr(self) -> float:
         lr = self.training.lr
         return lr if lr is not None else (3e-4 if self.algorithm == "ppo" else 6e-4)
+
+    @property
+    def reward_scale(self) -> float:
+        scale = self.training.reward_scale
+        return scale if scale is not None else default_reward_scale(self.env)
 
     @property
     def entropy_coeff(self) -> float:

@@ -43,7 +43,7 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
     "encode": (
         "envs",
         "envs/minipacman/encode.py",
-        ["tests/envs/test_envs.py", "tests/envs/test_golden.py"],
+        ["tests/envs/test_envs.py", "tests/envs/test_rules.py", "tests/envs/test_golden.py"],
     ),
     "maps": (
         "envs",
@@ -62,6 +62,11 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
     ),
     "dnc": ("rmc_agents", "rmc_agents/core/dnc.py", ["tests/core/test_dnc.py"]),
     "vtrace": ("rmc_agents", "rmc_agents/rl/vtrace.py", ["tests/rl/test_vtrace.py"]),
+    "learner_connector": (
+        "rmc_agents",
+        "rmc_agents/rl/learner_connector.py",
+        ["tests/rl/test_learner_connector.py"],
+    ),
     "learning_to_execute": (
         "rmc_agents",
         "rmc_agents/supervised/learning_to_execute.py",
@@ -76,7 +81,15 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
 
 
 FRESH_PROCESS = {"maps": "none", "encode": "none"}  # forkserver warm-up per target
-TORCH = {"relational_memory", "rnn_cores", "dnc", "vtrace", "learning_to_execute", "language_model"}
+TORCH = {
+    "relational_memory",
+    "rnn_cores",
+    "dnc",
+    "vtrace",
+    "learner_connector",
+    "learning_to_execute",
+    "language_model",
+}
 
 
 def tracked_files() -> list[str]:
@@ -127,6 +140,9 @@ def configure(
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
         f"max_children = {children}\n"
+        # (mutmut copies only the mutated package and the tests; some tests run bench scripts
+        # or read configs)
+        'also_copy = ["bench", "configs"]\n'
     )
     if name in FRESH_PROCESS:
         # A fresh interpreter per mutant: forked from a warmed process, a worker would inherit

@@ -6,9 +6,11 @@ module with ``use_lstm=True`` (its catalog's CNN encoder with the same two 2x2 c
 LSTM). All are built first, then they take turns (``--rounds`` windows each, so that a change in the
 load of a shared machine hits every model alike); env steps sampled and trained are counted over
 the windows after a warm-up. Ratios are against RLlib's model from the same run. ``--set KEY=VALUE``
-changes a setting for every model. RLlib's model samples through RLlib's stock EnvRunner and
-connector pipelines; ours through this project's (``rmc_agents.rl.connectors``, ``env_runner``):
-``--baseline-pipeline ours`` puts RLlib's model through ours too.
+changes a setting for every model. RLlib's model samples and builds its train batches through
+RLlib's stock EnvRunner and connector pipelines; ours through this project's
+(``rmc_agents.rl.connectors``, ``env_runner``, ``learner_connector``): ``--baseline-pipeline ours``
+puts RLlib's model through ours too. (RLlib's learner pipeline counts one more trained step per
+episode, the bootstrap step it appends: compare sampled frames/s.)
 
     python bench/train_speed.py                           # Mini-Pacman viewport, 60 s per model
     python bench/train_speed.py --config configs/minipacman_viewport_rmc.yaml --seconds 120
@@ -145,12 +147,10 @@ def main() -> None:
     try:
         for name in args.models.split(","):
             core = "lstm" if name == "rllib_lstm" else name
-            run = load_config(
-                RunSettings,
-                args.config,
-                overrides={**extra, "env": args.env, "model.core": core},
-                skip_none=False,
-            )
+            overrides = {**extra, "env": args.env, "model.core": core}
+            if name == "rllib_lstm" and args.baseline_pipeline == "rllib":
+                overrides["training.learner_pipeline"] = "rllib"  # RLlib's learner pieces too
+            run = load_config(RunSettings, args.config, overrides=overrides, skip_none=False)
             config = build_algo_config(run)
             if name == "rllib_lstm":
                 channels = run.model.conv_channels

@@ -16,6 +16,7 @@ from rmc_agents.rl.connectors import env_to_module_pipeline, module_to_env_pipel
 from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
 from rmc_agents.rl.fault_tolerance import FaultTolerantAPPO, FaultTolerantIMPALA
+from rmc_agents.rl.learner_connector import learner_pipeline
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.optim import LEARNERS
 from rmc_agents.rl.settings import RunSettings
@@ -136,6 +137,11 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     # rmc_agents.rl.optim: for IMPALA and APPO V-trace that bootstraps at fragment cuts
     # (rmc_agents.rl.vtrace); for all three the non-finite guard (RLlib would apply NaN/inf
     # updates silently), and Adam or the IMPALA paper's RMSProp.
+    if tr.learner_pipeline == "one_pass":  # rmc_agents.rl.learner_connector, instead of RLlib's
+        config.learners(
+            learner_connector=learner_pipeline(algo, tr.gamma, run.ppo.gae_lambda),
+            add_default_connectors_to_learner_pipeline=False,
+        )
     config.learners(
         learner_class=LEARNERS[algo],
         learner_config_dict={

@@ -129,6 +129,9 @@ class TrainingSettings:
     rmsprop_decay: float = 0.99
     rmsprop_eps: float = 0.01
     vtrace: Literal["bootstrap", "rllib"] = "bootstrap"  # rmc_agents.rl.vtrace
+    # episodes -> train batch on the learner: one_pass (rmc_agents.rl.learner_connector) or
+    # rllib (RLlib's stock pieces; the same batch, about 20x the CPU time)
+    learner_pipeline: Literal["one_pass", "rllib"] = "one_pass"
     # rewards times this in the loss (the value function predicts scaled returns); null: 0.1 on
     # Mini-Pacman (regular-mode returns reach ~100), 1 elsewhere (see default_reward_scale)
     reward_scale: float | None = None

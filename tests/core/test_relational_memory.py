@@ -402,3 +402,73 @@ def test_a_state_dict_saved_with_a_per_block_mlp_still_loads():
     out_a, _ = module(x, state)
     out_b, _ = fresh(x, state)
     torch.testing.assert_close(out_a, out_b)
+
+
+def test_a_state_dict_with_later_blocks_mlps_loads_block_0s_and_says_what_it_dropped():
+    """Two-block checkpoints of the per-block layout: block 1's MLP has no place and is dropped
+    with a warning that counts it; block 0's becomes the shared MLP."""
+    module = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2, num_blocks=2)
+    old = {}
+    for k, v in module.state_dict().items():
+        if k.startswith("attention_mlp."):
+            old[k.replace("attention_mlp.", "blocks.0.mlp.")] = v
+            old[k.replace("attention_mlp.", "blocks.1.mlp.")] = torch.randn_like(v)
+        else:
+            old[k] = v
+    dropped = sum(k.startswith("blocks.1.mlp.") for k in old)
+    fresh = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2, num_blocks=2)
+    with pytest.warns(UserWarning, match=f"dropping {dropped} per-block MLP weights"):
+        fresh.load_state_dict(old)  # strict: a key left over would fail
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
+
+
+def test_constants_are_not_saved_in_the_state_dict():
+    """The initial memory and the gate biases are rebuilt from the settings, not checkpointed."""
+    module = RelationalMemory(input_size=5, mem_slots=3, head_size=4, num_heads=2)
+    names = {name for name, _ in module.named_buffers()}
+    assert names, "the module keeps its constants as buffers"
+    assert not names & set(module.state_dict())
+
+
+def test_defaults_are_sonnets():
+    """Sonnet v1's RelationalMemory defaults: forget bias 1, input bias 0."""
+    import inspect
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(RelationalMemory.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    assert defaults["forget_bias"] == 1.0 and defaults["input_bias"] == 0.0
+    module = RelationalMemory(input_size=5, mem_slots=3, head_size=4)
+    assert (module.forget_bias, module.input_bias) == (1.0, 0.0)
+    # A gate style equal to a known one but built at run time (not the same object) is accepted.
+    built = "".join(["mem", "ory"])
+    assert RelationalMemory(input_size=5, mem_slots=3, head_size=4, gate_style=built).gate_style
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("input_size", 0),
+        ("mem_slots", 0),
+        ("head_size", -1),
+        ("num_heads", 0),
+        ("num_blocks", 0),
+        ("attention_mlp_layers", 0),
+        ("key_size", 0),
+        ("forget_bias", float("nan")),
+        ("input_bias", float("inf")),
+    ],
+)
+def test_a_bad_setting_is_refused_by_name(name, bad):
+    kwargs = {"input_size": 5, "mem_slots": 3, "head_size": 4, name: bad}
+    with pytest.raises(ValueError, match=name):
+        RelationalMemory(**kwargs)
+
+
+def test_a_malformed_state_is_refused():
+    module = RelationalMemory(input_size=5, mem_slots=3, head_size=4)
+    with pytest.raises(ValueError, match="state for the RMC must be a tuple of one tensor"):
+        module.from_tuple((torch.zeros(1), torch.zeros(1)))

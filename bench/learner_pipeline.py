@@ -1,0 +1,184 @@
+"""Learner-side pipeline cost: the one-pass learner connector vs RLlib's stock pieces.
+
+Part 1 (``--batches``): episodes are sampled once by an EnvRunner with the run's settings (default:
+Mini-Pacman viewport, 32 envs x 20 steps, chunks of 22); each batch is then built from fresh copies
+of the same episodes by RLlib's seven default learner pieces and by
+``rmc_agents.rl.learner_connector.EpisodesToTrainBatch``, in this process, alternately, and timed
+(the copies are made outside the timing). The cost is per env step. It is measured for every
+``--cores`` (the connector's work depends on the model only through the recurrent state it
+gathers; ``mlp`` is the stateless trivial module).
+
+Part 2 (``--train-seconds``, 0 to skip): sustained training throughput of the default RMC with
+each pipeline (``training.learner_pipeline``: ``one_pass`` vs ``rllib``), both built in one Ray
+session and taking turns (``bench/train_speed.py``'s rounds). The learner counts trained steps
+differently: RLlib's pipeline appends a bootstrap step to every episode and counts it as trained,
+the one-pass connector leaves the episodes alone, so its count is the env steps; the table gives
+the sampled frames/s beside it (the same for both pipelines' definitions).
+
+    python bench/learner_pipeline.py                        # both parts, Mini-Pacman viewport
+    python bench/learner_pipeline.py --train-seconds 0 --cores rmc,lstm,mlp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def sample_episodes(run, batches: int) -> tuple[list[bytes], object]:
+    """``batches`` pickled lists of episodes (one sample() each) and the learner's module."""
+    import torch
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rmc_agents.rl.algorithms import build_algo_config
+    from rmc_agents.rl.env_runner import LeanEnvRunner
+
+    runner = LeanEnvRunner(config=build_algo_config(run))
+    try:
+        groups = []
+        for i in range(batches):
+            torch.manual_seed(i)
+            episodes = runner.sample(num_timesteps=run.train_batch_size)
+            groups.append(pickle.dumps([e.to_numpy() for e in episodes]))
+        module = runner.module
+        spec = RLModuleSpec(
+            module_class=type(module),
+            observation_space=module.observation_space,
+            action_space=module.action_space,
+            model_config=module.model_config,
+        )
+        multi = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec})
+    finally:
+        runner.stop()
+    return groups, multi
+
+
+def time_pipelines(groups: list[bytes], multi, repeats: int) -> dict[str, float]:
+    """Seconds per env step of each pipeline, over ``repeats`` passes through ``groups``."""
+    from ray.rllib.connectors.learner import LearnerConnectorPipeline
+
+    from rmc_agents.rl.learner_connector import EpisodesToTrainBatch, stock_learner_pieces
+
+    pipelines = {
+        "rllib": LearnerConnectorPipeline(connectors=stock_learner_pieces()),
+        "one_pass": EpisodesToTrainBatch(),
+    }
+    spent = dict.fromkeys(pipelines, 0.0)
+    steps = 0
+    for _ in range(repeats):
+        for blob in groups:
+            for name, pipeline in pipelines.items():
+                episodes = pickle.loads(blob)
+                t0 = time.perf_counter()
+                pipeline(rl_module=multi, batch={}, episodes=episodes, shared_data={})
+                spent[name] += time.perf_counter() - t0
+            steps += sum(len(e) for e in pickle.loads(blob))
+    assert pipelines["one_pass"].fallbacks == 0, "the one-pass connector handed batches back"
+    return {name: s / steps for name, s in spent.items()}
+
+
+def train_throughput(base_overrides: dict, config: str | None, seconds: float, rounds: int):
+    import ray
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_speed import measure_rounds
+
+    from rmc_agents.config import load_config
+    from rmc_agents.rl.algorithms import build_algo_config, set_driver_threads
+    from rmc_agents.rl.settings import RunSettings
+
+    algos = {}
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    try:
+        for name in ("one_pass", "rllib"):
+            run = load_config(
+                RunSettings,
+                config,
+                overrides={**base_overrides, "training.learner_pipeline": name},
+                skip_none=False,
+            )
+            set_driver_threads(run)
+            algos[name] = build_algo_config(run).build_algo()
+        return measure_rounds(algos, warmup=15.0, seconds=seconds, rounds=rounds, rewarm=3.0)
+    finally:
+        for algo in algos.values():
+            algo.stop()
+        ray.shutdown()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="MiniPacman-Viewport-v0")
+    p.add_argument("--config", help="YAML run settings (default: built-in defaults)")
+    p.add_argument("--cores", default="rmc,mlp", help="modules whose batches are built")
+    p.add_argument("--batches", type=int, default=8, help="sampled batches per core")
+    p.add_argument("--repeats", type=int, default=5, help="passes through the batches")
+    p.add_argument("--train-seconds", type=float, default=60.0, help="0: skip part 2")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+
+    import torch
+
+    from rmc_agents.config import load_config
+    from rmc_agents.rl.settings import RunSettings
+
+    torch.set_num_threads(1)
+    rows = []
+    for core in args.cores.split(","):
+        run = load_config(
+            RunSettings,
+            args.config,
+            overrides={"env": args.env, "model.core": core, "resources.num_env_runners": 0},
+            skip_none=False,
+        )
+        groups, multi = sample_episodes(run, args.batches)
+        cost = time_pipelines(groups, multi, args.repeats)
+        rows.append({"core": core, **{f"{k}_us_per_step": v * 1e6 for k, v in cost.items()}})
+        print(
+            f"{core:>5}: RLlib's pipeline {cost['rllib'] * 1e6:6.2f} us/step, one pass "
+            f"{cost['one_pass'] * 1e6:5.2f} us/step: {cost['rllib'] / cost['one_pass']:.1f}x less",
+            flush=True,
+        )
+    print(
+        f"\n{args.env}, batch {run.train_batch_size} steps ({run.resources.envs_per_runner} envs x "
+        f"{run.training.rollout_fragment_length}), chunks of {run.model.max_seq_len}, "
+        f"{args.batches} batches x {args.repeats} passes, one thread, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
+    )
+    print("| module | RLlib's pipeline us/step | one pass us/step | ratio |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        ratio = r["rllib_us_per_step"] / r["one_pass_us_per_step"]
+        print(
+            f"| {r['core']} | {r['rllib_us_per_step']:.2f} | {r['one_pass_us_per_step']:.2f} | "
+            f"{ratio:.1f}x |"
+        )
+    result: dict = {"pipeline": rows}
+    if args.train_seconds > 0:
+        speeds = train_throughput({"env": args.env}, args.config, args.train_seconds, args.rounds)
+        result["training"] = speeds
+        print("\nTraining, default RMC, the two pipelines taking turns:")
+        print("| learner pipeline | env frames/s sampled | trained steps/s |")
+        print("|---|---:|---:|")
+        for name, s in speeds.items():
+            print(f"| {name} | {s['sampled_fps']:,.0f} | {s['trained_fps']:,.0f} |")
+        ratio = speeds["one_pass"]["sampled_fps"] / speeds["rllib"]["sampled_fps"]
+        print(f"sampled frames/s, one pass vs RLlib's pipeline: {ratio:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""The one-pass learner connector against RLlib's stock learner pipeline, on the same episodes.
+
+Episodes come from a real EnvRunner (fragment cuts, resets, terminations, env truncations, several
+chunks per episode when the fragments outlast ``max_seq_len``, Dict and Tuple observations, a
+stateless module); each batch is built twice, by :class:`EpisodesToTrainBatch` and by RLlib's seven
+default pieces, from copies of the same episodes, and compared column by column: values, dtypes,
+shapes. PPO's advantages are compared with RLlib's ``GeneralAdvantageEstimation`` the same way.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import tree
+from ray.rllib.connectors.learner import GeneralAdvantageEstimation, LearnerConnectorPipeline
+from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+from rmc_agents.rl.algorithms import build_algo_config
+from rmc_agents.rl.env_runner import LeanEnvRunner
+from rmc_agents.rl.learner_connector import (
+    AdvantagesFromTrainBatch,
+    EpisodesToTrainBatch,
+    stock_learner_pieces,
+)
+from rmc_agents.rl.settings import ModelSettings, RunSettings
+
+_SMALL = {"mem_slots": 2, "head_size": 8, "num_heads": 2, "hidden_size": 16}
+
+
+class ShortCartPole(gym.Wrapper):
+    """CartPole truncated by a time limit after 9 steps (unless it falls first)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 9))
+
+
+def _runner(env: str, core: str, max_seq_len: int, fragment: int, **model: object):
+    run = RunSettings(
+        env=env,
+        model=ModelSettings(core=core, max_seq_len=max_seq_len, **{**_SMALL, **model}),
+        seed=3,
+    )
+    run.resources.num_env_runners = 0
+    run.resources.envs_per_runner = 4
+    run.training.rollout_fragment_length = fragment
+    return LeanEnvRunner(config=build_algo_config(run))
+
+
+def _learner_module(runner) -> MultiRLModule:
+    """The learner's view: a MultiRLModule holding a module with the runner's weights."""
+    module = runner.module
+    spec = RLModuleSpec(
+        module_class=type(module),
+        observation_space=module.observation_space,
+        action_space=module.action_space,
+        model_config=module.model_config,
+    )
+    multi = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec})
+    multi[DEFAULT_MODULE_ID].set_state(module.get_state())
+    return multi
+
+
+def _sample(runner, calls: int, steps: int) -> list[bytes]:
+    """Pickled episode lists (each build gets fresh copies: RLlib's pieces change episodes)."""
+    groups = []
+    for call in range(calls):
+        torch.manual_seed(call)
+        groups.append(pickle.dumps([e.to_numpy() for e in runner.sample(num_timesteps=steps)]))
+    return groups
+
+
+def _stock(*extra) -> LearnerConnectorPipeline:
+    return LearnerConnectorPipeline(connectors=[*stock_learner_pieces(), *extra])
+
+
+def _assert_same_batch(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for column in want:
+        got_leaves, want_leaves = tree.flatten(got[column]), tree.flatten(want[column])
+        assert len(got_leaves) == len(want_leaves), column
+        for g, w in zip(got_leaves, want_leaves, strict=True):
+            assert type(g) is type(w), column
+            assert (g.dtype, tuple(g.shape)) == (w.dtype, tuple(w.shape)), column
+            if isinstance(w, torch.Tensor):
+                assert torch.equal(g, w), column
+            else:  # (a Text part stays numpy)
+                np.testing.assert_array_equal(g, w, err_msg=column)
+
+
+@pytest.mark.parametrize(
+    "env, core, max_seq_len, fragment, model",
+    [
+        # image observations; fragments of 23 steps in chunks of 6: several chunks per episode
+        ("MiniPacman-Viewport-v0", "rmc", 6, 23, {}),
+        ("MiniPacman-Viewport-v0", "lstm", 22, 20, {}),  # the default chunking: one per fragment
+        ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", 5, 7, {}),  # Dict observations
+        (
+            "rmc_agents.rl.toy_envs:CueRecall",
+            "gru",
+            4,
+            7,
+            {"prev_action": True},
+        ),  # Dict via connector
+        ("CartPole-v1", "gru", 7, 25, {}),  # terminations
+        ("tests.rl.test_learner_connector:ShortCartPole", "lstm", 4, 25, {}),  # env truncations
+        ("Blackjack-v1", "rmc", 3, 8, {}),  # Tuple observations, 1-3 step episodes
+        ("CartPole-v1", "mlp", 22, 25, {}),  # a stateless module: no chunks
+    ],
+)
+def test_one_pass_batch_equals_rllibs_stock_pipeline(env, core, max_seq_len, fragment, model):
+    runner = _runner(env, core, max_seq_len, fragment, **model)
+    try:
+        multi = _learner_module(runner)
+        groups = _sample(runner, 3, fragment * 4)
+    finally:
+        runner.stop()
+    ours, stock = EpisodesToTrainBatch(), _stock()
+    seen = {"cut": 0, "terminated": 0, "truncated": 0, "continued": 0, "multi_chunk": 0}
+    for blob in groups:
+        episodes = pickle.loads(blob)
+        for e in episodes:
+            seen["terminated"] += e.is_terminated
+            seen["truncated"] += e.is_truncated
+            seen["cut"] += not e.is_done
+            seen["continued"] += e.t_started > 0
+            seen["multi_chunk"] += len(e) + 1 > max_seq_len
+        want_shared, got_shared = {}, {}
+        want = stock(rl_module=multi, batch={}, episodes=episodes, shared_data=want_shared)
+        got = ours(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data=got_shared)
+        _assert_same_batch(got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+        key = f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"
+        assert got_shared.get(key) == want_shared.get(key)
+    assert ours.fallbacks == 0
+    # The samples held what the comparison is meant to cover.
+    assert seen["cut"] and seen["continued"]
+    if env.startswith(("CartPole", "Blackjack")):
+        assert seen["terminated"] >= 2
+    if "ShortCartPole" in env:
+        assert seen["truncated"] >= 2
+    if core != "mlp" and "Pacman" in env and max_seq_len < fragment:
+        assert seen["multi_chunk"]
+
+
+def test_episodes_are_read_not_changed():
+    runner = _runner("CartPole-v1", "gru", 7, 25)
+    try:
+        multi = _learner_module(runner)
+        (blob,) = _sample(runner, 1, 50)
+    finally:
+        runner.stop()
+    episodes = pickle.loads(blob)
+    before = [(e.id_, len(e), e.is_truncated, e.get_rewards().copy()) for e in episodes]
+    EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=episodes, shared_data={})
+    after = [(e.id_, len(e), e.is_truncated, e.get_rewards()) for e in episodes]
+    for (i0, n0, t0, r0), (i1, n1, t1, r1) in zip(before, after, strict=True):
+        assert (i0, n0, t0) == (i1, n1, t1)
+        np.testing.assert_array_equal(r0, r1)
+
+
+def _as_lists(e) -> SingleAgentEpisode:
+    n = len(e)
+    outputs = {}
+    for key in e.extra_model_outputs:
+        values = e.get_extra_model_outputs(key)
+        outputs[key] = [tree.map_structure(lambda a, i=i: a[i], values) for i in range(n)]
+    return SingleAgentEpisode(
+        observations=list(e.get_observations()),
+        actions=list(e.get_actions()),
+        rewards=list(e.get_rewards()),
+        extra_model_outputs=outputs,
+        terminated=e.is_terminated,
+        truncated=e.is_truncated,
+        observation_space=e.observation_space,
+        action_space=e.action_space,
+        len_lookback_buffer=0,
+    )
+
+
+def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
+    runner = _runner("CartPole-v1", "gru", 7, 25)
+    try:
+        multi = _learner_module(runner)
+        (blob,) = _sample(runner, 1, 50)
+    finally:
+        runner.stop()
+    # The same episodes written out again as lists (not to_numpy()'d), from their starts.
+    listed = pickle.dumps([_as_lists(e) for e in pickle.loads(blob) if e.t_started == 0])
+    assert not any(e.is_numpy for e in pickle.loads(listed))
+    assert not EpisodesToTrainBatch.covers(multi, {}, pickle.loads(listed))
+    numpy_episodes = [e.to_numpy() for e in pickle.loads(listed)]
+    assert EpisodesToTrainBatch.covers(multi, {}, numpy_episodes)
+    assert not EpisodesToTrainBatch.covers(multi, {"obs": {}}, numpy_episodes)  # a started batch
+    ours = EpisodesToTrainBatch()
+    got = ours(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    assert ours.fallbacks == 1
+    want = _stock()(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    _assert_same_batch(got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+    # ... and the numpy episodes give the same batch through the one pass.
+    again = ours(rl_module=multi, batch={}, episodes=numpy_episodes, shared_data={})
+    assert ours.fallbacks == 1
+    _assert_same_batch(again[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+
+
+@pytest.mark.parametrize("core, max_seq_len", [("gru", 5), ("mlp", 22)])
+def test_ppo_advantages_equal_rllibs_gae(core, max_seq_len):
+    runner = _runner("CartPole-v1", core, max_seq_len, 25)
+    try:
+        multi = _learner_module(runner)
+        groups = _sample(runner, 2, 100)
+    finally:
+        runner.stop()
+    gamma, lambda_ = 0.97, 0.9
+    ours = LearnerConnectorPipeline(
+        connectors=[
+            EpisodesToTrainBatch(),
+            AdvantagesFromTrainBatch(gamma=gamma, lambda_=lambda_),
+        ]
+    )
+    stock = _stock(GeneralAdvantageEstimation(gamma=gamma, lambda_=lambda_))
+    for blob in groups:
+        got = ours(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data={})
+        want = stock(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data={})
+        got, want = got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID]
+        assert set(got) == set(want)
+        for column in ("advantages", "value_targets"):
+            assert (
+                got[column].shape == want[column].shape and got[column].dtype == want[column].dtype
+            )
+            np.testing.assert_allclose(got[column], want[column], rtol=1e-5, atol=1e-5)
+        assert got["advantages"].abs().sum() > 0
+        _assert_same_batch(
+            {k: v for k, v in got.items() if k not in ("advantages", "value_targets")},
+            {k: v for k, v in want.items() if k not in ("advantages", "value_targets")},
+        )

@@ -70,12 +70,12 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
     "learning_to_execute": (
         "rmc_agents",
         "rmc_agents/supervised/learning_to_execute.py",
-        ["tests/supervised/test_learning_to_execute.py"],
+        ["tests/supervised/test_learning_to_execute.py", "tests/supervised/test_cli.py"],
     ),
     "language_model": (
         "rmc_agents",
         "rmc_agents/supervised/language_model.py",
-        ["tests/supervised/test_language_model.py"],
+        ["tests/supervised/test_language_model.py", "tests/supervised/test_cli.py"],
     ),
 }
 

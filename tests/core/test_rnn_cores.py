@@ -64,7 +64,7 @@ def test_unroll_with_resets_matches_numpy_equations(kind: str, num_layers: int) 
     xs = rng.normal(size=(batch, steps, 2, 3))
     state = tuple(rng.normal(size=(batch, num_layers, 5)) for _ in core.initial_state(1))
     resets = np.zeros((batch, steps), dtype=bool)
-    resets[0, 0] = resets[1, 3] = resets[2, 3] = resets[0, 5] = True
+    resets[0, 0] = resets[1, 3] = resets[2, 3] = resets[0, 5] = resets[2, 1] = True  # t=1 too
 
     outputs, final = core.unroll(
         torch.from_numpy(xs), tuple(map(torch.from_numpy, state)), torch.from_numpy(resets)
@@ -128,3 +128,48 @@ def test_lstm_forget_bias_starts_as_in_sonnet():
     assert (default != 0).all()  # PyTorch's uniform initialisation, untouched
     with pytest.raises(ValueError, match="forget_bias"):
         LSTMCore(3, 4, forget_bias=float("nan"))
+
+
+@pytest.mark.parametrize("cls", [LSTMCore, GRUCore])
+def test_defaults_and_bad_settings_are_named(cls: type) -> None:
+    core = cls(6, hidden_size=5)
+    assert core.num_layers == 1 and core.rnn.num_layers == 1
+    for key, bad in (("input_size", 0), ("hidden_size", 0), ("num_layers", 0), ("input_rows", 0)):
+        kwargs = {"input_size": 6, "hidden_size": 5, key: bad}
+        with pytest.raises(ValueError, match=key):
+            cls(**kwargs)
+    with pytest.raises(
+        ValueError, match=r"input_size \(6\) must be input_rows \(4\) times the row size"
+    ):
+        cls(6, hidden_size=5, input_rows=4)
+    if cls is LSTMCore:
+        with pytest.raises(ValueError, match="forget_bias"):
+            cls(6, hidden_size=5, forget_bias=float("nan"))
+
+
+@pytest.mark.parametrize("cls", [LSTMCore, GRUCore])
+def test_bad_inputs_and_states_are_refused_with_the_expected_shapes(cls: type) -> None:
+    core = cls(6, hidden_size=5, input_rows=2)
+    state = core.initial_state(3)
+    n = len(state)
+    name = cls.__name__
+    with pytest.raises(ValueError, match=rf"state for {name} must be a tuple of {n} tensors"):
+        core.from_tuple([state[0]] * (n + 1))
+    with pytest.raises(ValueError, match=rf"state for {name} must be a tuple of {n} tensors"):
+        core(torch.zeros(3, 6), tuple(state) + (state[0],))
+    # Rows of the wrong count, or of a width that does not fill the input: the message shows both
+    # accepted shapes.
+    for bad in (torch.zeros(3, 3, 2), torch.zeros(3, 2, 4), torch.zeros(3, 7)):
+        with pytest.raises(ValueError, match=r"x must have shape \[B, 6\] or \[B, 2, 6 // 2\]"):
+            core(bad, state)
+    with pytest.raises(ValueError, match=r"\[B, T, 6\] or \[B, T, 2, 6 // 2\]"):
+        core.unroll(torch.zeros(3, 4, 3, 2), state)
+    free = cls(6, hidden_size=5)  # no input_rows: any rows that fill the input
+    out, _ = free(torch.zeros(3, 3, 2), free.initial_state(3))
+    assert out.shape == (3, 5)
+    with pytest.raises(ValueError, match=r"\[B, n, 6 // n\]"):
+        free(torch.zeros(3, 7), free.initial_state(3))
+    with pytest.raises(
+        ValueError, match=f"return_attention=True is only supported by the RMC, not {name}"
+    ):
+        core.unroll(torch.zeros(3, 4, 6), state, return_attention=True)

@@ -132,3 +132,56 @@ def test_evaluation_carries_the_state_across_windows(corpus_dir: Path) -> None:
         whole = task._evaluate_split(model, task.corpus.valid, None)
     assert windows["loss"] == pytest.approx(whole["loss"], rel=1e-5)
     assert windows["accuracy"] == whole["accuracy"]
+
+
+@pytest.mark.parametrize("eval_tokens", [None, 7])
+def test_evaluation_metrics_against_a_reference(corpus_dir: Path, eval_tokens) -> None:
+    """Loss, perplexity and accuracy of an evaluation, worked out here from the model's logits
+    over each whole row of the batched split: the mean negative log-likelihood of every next word,
+    its exp, the fraction of next words that are the argmax. ``eval_tokens`` keeps the first
+    ``max(2, eval_tokens // rows + 1)`` words of each row."""
+    cfg = tiny_config(
+        "language-model",
+        **{"task.data": str(corpus_dir), "task.bptt": 4, "task.eval_batch_size": 3},
+    )
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model().eval()
+    ids = task.corpus.valid
+    batch = min(3, ids.numel() // 2)
+    data = batchify(ids, batch)
+    if eval_tokens is not None:
+        data = data[:, : max(2, eval_tokens // batch + 1)]
+    with torch.no_grad():
+        got = task._evaluate_split(model, ids, eval_tokens)
+        logits, _ = model(data[:, :-1], model.core.initial_state(batch))
+    target = data[:, 1:]
+    nll = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
+    )
+    assert nll.numel() == batch * (data.shape[1] - 1)
+    assert got["loss"] == pytest.approx(nll.mean().item(), rel=1e-5)
+    assert got["perplexity"] == pytest.approx(nll.mean().exp().item(), rel=1e-5)
+    want_accuracy = (logits.argmax(-1) == target).float().mean().item()
+    assert got["accuracy"] == pytest.approx(want_accuracy)
+    assert 0 < got["perplexity"] and 0 <= got["accuracy"] <= 1
+
+
+@pytest.mark.parametrize(
+    "cls, key, lowest, below",
+    [
+        ("task", "bptt", 1, 0),
+        ("task", "max_vocab", 2, 1),
+        ("task", "eval_batch_size", 1, 0),
+        ("task", "eval_tokens", 1, 0),
+        ("model", "embedding_size", 1, 0),
+        ("model", "dropout", 0.0, -0.1),
+        ("model", "dropout", 0.0, 1.0),
+    ],
+)
+def test_config_bounds_are_where_the_messages_say(cls, key, lowest, below) -> None:
+    from rmc_agents.supervised.language_model import LMModelConfig, LMTaskConfig
+
+    config_class = LMTaskConfig if cls == "task" else LMModelConfig
+    config_class(**{key: lowest}).validate()  # the lowest allowed value passes
+    with pytest.raises(ValueError, match=f"{key} must be"):
+        config_class(**{key: below}).validate()

@@ -214,3 +214,111 @@ def test_char_accuracy_counts_characters_only_not_the_end_mark() -> None:
         logits[target != PAD], target[target != PAD], reduction="sum"
     )
     assert float(m["loss_sum"]) == pytest.approx(float(want))
+
+
+def _programs(family: str, length: int, nesting: int, n: int, seed: int = 0) -> list[Program]:
+    rng = np.random.default_rng(seed)
+    return [generate_program(rng, family, length, nesting) for _ in range(n)]
+
+
+def test_the_generator_draws_every_choice_of_the_grammar_and_no_other() -> None:
+    """Over many draws each random choice of the generator takes every value it may, and only
+    those: literals of exactly ``length`` digits (10..99 for 2), the small factor of ``*`` in
+    1..4*length, loop counts 1..9, the nested expression on either side of a binary operation and
+    in any of the four places of a conditional, both comparisons."""
+    length = 2
+    literals, smalls, counts, cmps = set(), set(), set(), set()
+    sides = {"+": set(), "-": set(), "*": set()}
+    places = set()
+    for program in _programs("program", length, nesting=2, n=3000):
+        result = program.result
+        if isinstance(result, BinOp):  # inner expression: the one that is not a literal
+            inner_left = not isinstance(result.left, Num)
+            inner_right = not isinstance(result.right, Num)
+            if inner_left != inner_right:
+                sides[result.op].add("left" if inner_left else "right")
+            if result.op == "*":
+                smalls.add((result.right if inner_left else result.left).value)
+        elif isinstance(result, IfElse):
+            fields = [result.left, result.right, result.then, result.orelse]
+            nested = [i for i, f in enumerate(fields) if not isinstance(f, Num)]
+            literal_values = [f.value for f in fields if isinstance(f, Num)]
+            literals.update(literal_values)
+            if len(nested) == 1:
+                places.add(("left", "right", "then", "orelse")[nested[0]])
+            cmps.add(result.cmp)
+        for statement in program.body:
+            if isinstance(statement, ForAdd):
+                counts.add(statement.count)
+                literals.add(statement.value.value)
+    assert literals == set(range(10, 100))
+    assert smalls == set(range(1, 4 * length + 1))
+    assert counts == set(range(1, 10))
+    assert cmps == {"<", ">"}
+    assert places == {"left", "right", "then", "orelse"}
+    assert all(s == {"left", "right"} for s in sides.values()), sides
+
+
+def test_a_conditional_holds_the_nested_expression_once_and_three_fresh_literals() -> None:
+    for program in _programs("control", 3, nesting=2, n=400, seed=1):
+        if not isinstance(program.result, IfElse):
+            continue
+        r = program.result
+        fields = [r.left, r.right, r.then, r.orelse]
+        assert len({id(f) for f in fields}) == 4  # four distinct nodes, none repeated
+        assert sum(not isinstance(f, Num) for f in fields) <= 1
+
+
+def test_a_loop_adds_to_a_fresh_variable_that_the_result_reads() -> None:
+    for program in _programs("control", 2, nesting=3, n=300, seed=2):
+        names = [s.name for s in program.body if isinstance(s, Assign)]
+        assert len(names) == len(set(names))  # one new variable per loop
+        assert "x" not in names  # the loop counter's name is never a variable
+        for assign, loop in zip(program.body[::2], program.body[1::2], strict=True):
+            assert isinstance(assign, Assign) and isinstance(loop, ForAdd)
+            assert loop.name == assign.name
+        if program.body and isinstance(program.body[-1], ForAdd):
+            last = program.body[-1].name
+            assert last in render(program.result)
+
+
+def test_bad_input_is_named() -> None:
+    with pytest.raises(ValueError, match="family must be one of addition, control, program"):
+        generate_program(np.random.default_rng(0), "nope", 2, 1)
+    with pytest.raises(ValueError, match="character '~' is not in the vocabulary"):
+        encode("1~2")
+    with pytest.raises(ValueError, match="unknown comparison '=='"):
+        evaluate(Program((), IfElse(Num(1), Num(2), "==", Num(3), Num(4))))
+    with pytest.raises(TypeError, match="not an expression of the program grammar"):
+        evaluate(Program((), "1"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="variable 'q' is read before it is assigned"):
+        evaluate(Program((ForAdd("q", 2, Num(1)),), Num(0)))
+    with pytest.raises(TypeError, match="not a statement of the program grammar"):
+        evaluate(Program(("q=1",), Num(0)))  # type: ignore[arg-type]
+
+
+def test_decode_keeps_every_character_after_the_specials() -> None:
+    text = "print((12+3))"
+    assert decode([GO, *encode(text), EOS, *encode("99")]) == text
+    assert decode([PAD, *encode(text)]) == text
+    first = min(i for i in range(len(encode(text)) + 10) if i > EOS)
+    assert decode([first]) != ""  # the first id after the end mark is a character
+
+
+@pytest.mark.parametrize(
+    "key, lowest, highest, outside",
+    [
+        ("max_length", 1, 12, (0, 13)),
+        ("max_nesting", 1, 12, (0, 13)),
+        ("eval_samples", 1, None, (0,)),
+    ],
+)
+def test_config_bounds_are_where_the_messages_say(key, lowest, highest, outside) -> None:
+    from rmc_agents.supervised.learning_to_execute import LTETaskConfig
+
+    for ok in (lowest, highest):
+        if ok is not None:
+            LTETaskConfig(**{key: ok}).validate()
+    for bad in outside:
+        with pytest.raises(ValueError, match=f"{key} must be"):
+            LTETaskConfig(**{key: bad}).validate()

@@ -166,3 +166,49 @@ def test_interface_and_gradients():
         core.unroll(torch.randn(2, 3, 7), core.initial_state(2), return_attention=True)
     with pytest.raises(ValueError, match="xs must have shape"):
         core.unroll(torch.randn(2, 3, 6), core.initial_state(2))
+
+
+def test_allocation_ties_go_to_the_lower_slot_first():
+    """Equal usage (a fresh memory): the free list is in slot order, so slot 0 is allocated."""
+    usage = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, 0.2, 0.2, 0.9]], dtype=torch.float64)
+    alloc = allocation_weights(usage)
+    assert alloc[0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # order 1, 2 (the tie, lower slot first), 0, 3
+    want = [0.5 * 0.2 * 0.2, 0.8, 0.8 * 0.2, 0.1 * 0.2 * 0.2 * 0.5]
+    assert alloc[1].tolist() == pytest.approx(want)
+
+
+def test_defaults_and_bad_settings_are_named():
+    core = DNC(6)
+    assert (core.hidden_size, core.memory_size, core.word_size, core.num_reads) == (128, 16, 16, 2)
+    for key in ("input_size", "hidden_size", "memory_size", "word_size", "num_reads"):
+        kwargs = {"input_size": 6, key: 0}
+        with pytest.raises(ValueError, match=key):
+            DNC(**kwargs)
+
+
+def test_inputs_as_rows_and_bad_inputs_and_states():
+    torch.manual_seed(0)
+    core = DNC(6, hidden_size=8, memory_size=4, word_size=3, num_reads=2)
+    state = core.initial_state(2)
+    x = torch.randn(2, 6)
+    flat_out, _ = core(x, state)
+    rows_out, _ = core(x.view(2, 2, 3), state)  # [B, rows, row size] is flattened
+    torch.testing.assert_close(rows_out, flat_out)
+    for bad in (torch.zeros(2, 2, 4), torch.zeros(2, 7), torch.zeros(2, 1, 2, 3)):
+        with pytest.raises(ValueError, match=r"x must have shape \[B, 6\]"):
+            core(bad, state)
+    with pytest.raises(ValueError, match=r"must have shape \[B, T, 6\]"):
+        core.unroll(torch.zeros(2, 3, 7), state)
+    with pytest.raises(ValueError, match=r"state for DNC must be a tuple of 9 tensors"):
+        core(x, state[:8])
+    with pytest.raises(ValueError, match=r"state for DNC must be a tuple of 9 tensors"):
+        core.from_tuple([*state, state[0]])
+    wrong = list(state)
+    wrong[5] = torch.zeros(2, 4, 5)  # the link matrix
+    with pytest.raises(
+        ValueError, match=r"state\[5\] must have shape \[2, 4, 4\], got \[2, 4, 5\]"
+    ):
+        core(x, tuple(wrong))
+    with pytest.raises(ValueError, match="return_attention: only the RMC has attention weights"):
+        core.unroll(torch.zeros(2, 3, 6), state, return_attention=True)

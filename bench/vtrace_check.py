@@ -17,11 +17,9 @@ row); ``tests/rl/test_vtrace.py`` checks both against the paper on many layouts.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from ray.rllib.algorithms.impala.torch.vtrace_torch_v2 import vtrace_torch
+import argparse
 
-from rmc_agents.rl.vtrace import vtrace_rows
+import numpy as np
 
 GAMMA, REWARD, STEPS, MAX_SEQ_LEN = 0.99, 0.01, 6, 8
 
@@ -39,6 +37,12 @@ def textbook(rewards: np.ndarray, values: np.ndarray, bootstrap: float) -> np.nd
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args()
+    import torch  # (after the flags: --help answers without loading torch and RLlib)
+    from ray.rllib.algorithms.impala.torch.vtrace_torch_v2 import vtrace_torch
+
+    from rmc_agents.rl.vtrace import vtrace_rows
+
     true_value = REWARD / (1 - GAMMA)
     # One row: 6 real steps, the bootstrap step, one padding step.
     rewards = torch.tensor([[REWARD] * STEPS + [0.0, 0.0]], dtype=torch.float64)

@@ -30,7 +30,6 @@ from rmc_agents.config import (
 )
 from rmc_agents.supervised import TASKS, get_task
 from rmc_agents.supervised.common import SupervisedError
-from rmc_agents.supervised.trainer import Interrupted, train
 
 # Keys a resumed run may change; everything else must match the saved config.
 RESUMABLE_KEYS = {"train.steps", "train.time_budget_s"}
@@ -122,6 +121,9 @@ def resolve_config(args: argparse.Namespace, task_cls: type) -> tuple[Any, Path]
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    # torch and the trainer only after the flags parsed: --help and flag errors answer at once
+    from rmc_agents.supervised.trainer import Interrupted, train
+
     try:
         if args.threads is not None:
             if args.threads < 1:

@@ -1,10 +1,52 @@
-"""Ray for the RL tests: one small local cluster per module, always shut down."""
+"""Ray for the RL tests: one small local cluster per module, always shut down; and one real
+training run through ``train_agent.py`` shared by the CLI and rollout tests."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI_TINY_YAML = """\
+model: {mem_slots: 2, head_size: 8, num_heads: 2}
+resources: {num_env_runners: 1, envs_per_runner: 8, num_cpus: 2}
+min_time_s_per_iteration: 0
+min_sample_timesteps_per_iteration: 500
+"""
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python train_agent.py ARGS`` as a user runs it (output captured)."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "SDL_AUDIODRIVER": "dummy"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train_agent.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """Two iterations of the RMC agent on Mini-Pacman (viewport, vector face) by the CLI:
+    ``(process, output dir, config file)``. The CLI tests read it and resume it; the rollout tests
+    play its checkpoint (one training run for both)."""
+    tmp = tmp_path_factory.mktemp("cli")
+    cfg = tmp / "tiny.yaml"
+    cfg.write_text(CLI_TINY_YAML)
+    out = tmp / "run"
+    proc = run_cli(
+        "--env", "MiniPacman-Viewport-v0", "--config", str(cfg), "--stop-iterations", "2",
+        "--output", str(out), "--set", "training.lr=0.0005",
+    )  # fmt: skip
+    return proc, out, cfg
 
 
 @pytest.fixture(scope="module")

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY_YAML = """\
-model: {mem_slots: 2, head_size: 8, num_heads: 2}
-resources: {num_env_runners: 1, envs_per_runner: 8, num_cpus: 2}
-min_time_s_per_iteration: 0
-min_sample_timesteps_per_iteration: 500
-"""
+from .conftest import run_cli
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "SDL_AUDIODRIVER": "dummy"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train_agent.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=env,
-    )
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """Two iterations of the RMC agent on Mini-Pacman (viewport, vector face)."""
-    tmp = tmp_path_factory.mktemp("cli")
-    cfg = tmp / "tiny.yaml"
-    cfg.write_text(TINY_YAML)
-    out = tmp / "run"
-    proc = run_cli(
-        "--env", "MiniPacman-Viewport-v0", "--config", str(cfg), "--stop-iterations", "2",
-        "--output", str(out), "--set", "training.lr=0.0005",
-    )  # fmt: skip
-    return proc, out, cfg
+@pytest.fixture
+def smoke_run(cli_run):
+    """The shared CLI run (``conftest.cli_run``): two iterations, then resumed by one test here."""
+    return cli_run
 
 
 def test_smoke_run_writes_every_output(smoke_run):

@@ -1,7 +1,7 @@
 """Rollouts: checkpoint -> episodes -> GIF/MP4/window, attention frames, seeds, and bad input.
 
-One real training run (the CLI, tiny model, 2 iterations on Mini-Pacman viewport) makes the
-checkpoint for the whole module; policies that need no training (an LSTM for the attention error,
+One real training run (the CLI, tiny model, 2 iterations on Mini-Pacman viewport; shared with the
+CLI tests, ``tests/rl/conftest.py``) makes the checkpoint for the whole module; policies that need no training (an LSTM for the attention error,
 an MLP for an env without frames) are built and saved with RLlib's API, without Ray.
 """
 
@@ -33,47 +33,14 @@ from rmc_agents.rollout import (
 )
 
 ENV = "MiniPacman-Viewport-v0"
-TINY_CONFIG = f"""\
-env: {ENV}
-model:
-  core: rmc
-  mem_slots: 2
-  head_size: 8
-  num_heads: 2
-  max_seq_len: 10
-training:
-  rollout_fragment_length: 10
-  train_batch_size: 80
-resources:
-  num_env_runners: 0
-  envs_per_runner: 4
-stop:
-  timesteps: 100000
-  iterations: 2
-min_time_s_per_iteration: 0
-min_sample_timesteps_per_iteration: 80
-"""
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    """A real (tiny) training run's output directory, made once per module by the CLI."""
-    import ray
-
-    from rmc_agents.rl.cli import main as train_main
-
-    root = tmp_path_factory.mktemp("rollout")
-    config = root / "tiny.yaml"
-    config.write_text(TINY_CONFIG)
-    out = root / "run"
-    if ray.is_initialized():  # pragma: no cover - left over from elsewhere
-        ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        status = train_main(["--config", str(config), "--output", str(out)])
-    finally:
-        ray.shutdown()
-    assert status == 0
+@pytest.fixture
+def run_dir(cli_run) -> Path:
+    """A real (tiny) training run's output directory: the CLI run the CLI tests share
+    (``conftest.cli_run``: 2 iterations of the RMC on Mini-Pacman viewport, or 3 once resumed)."""
+    proc, out, _ = cli_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "checkpoint" / MODULE_SUBDIR).is_dir()
     return out
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rmc_agents.rl import learner_class, policy_spec
+from rmc_agents.rl import learner_class, learner_connector, policy_spec
 
 
 @pytest.mark.parametrize(
@@ -72,7 +72,8 @@ def test_module_without_core_kwargs_takes_the_default_size():
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "appo", "impala"])
 def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
-    """What a user writes: RLlib's own config class, our spec (and learner), two iterations."""
+    """What a user writes: RLlib's own config class, our spec, learner and learner connector,
+    two iterations."""
     from ray.rllib.algorithms.appo import APPOConfig
     from ray.rllib.algorithms.impala import IMPALAConfig
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -89,12 +90,20 @@ def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
     )
     if algo == "ppo":
         config.training(minibatch_size=64, num_epochs=2)
+    config.learners(
+        learner_connector=learner_connector(algo, gamma=config.gamma, lambda_=config.lambda_)
+        if algo == "ppo"
+        else learner_connector(algo),
+        add_default_connectors_to_learner_pipeline=False,
+    )
     algo_obj = config.build_algo()
     try:
         trained = []
         for _ in range(2):
             result = algo_obj.train()
             trained.append(result["learners"]["__all_modules__"]["num_env_steps_trained_lifetime"])
+        pipeline = algo_obj.learner_group._learner._learner_connector.connectors
     finally:
         algo_obj.stop()
     assert trained[-1] > 0
+    assert type(pipeline[0]).__name__ == "EpisodesToTrainBatch" and pipeline[0].fallbacks == 0

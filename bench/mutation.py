@@ -140,9 +140,9 @@ def configure(
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-x", "-q"]\n'
         f"max_children = {children}\n"
-        # (mutmut copies only the mutated package and the tests; some tests run bench scripts
-        # or read configs)
-        'also_copy = ["bench", "configs"]\n'
+        # (mutmut copies only the mutated package and the tests; some tests run bench scripts,
+        # read configs or make the Mini-Pacman envs)
+        f"also_copy = {json.dumps(['bench', 'configs'] + (['envs'] if package != 'envs' else []))}\n"
     )
     if name in FRESH_PROCESS:
         # A fresh interpreter per mutant: forked from a warmed process, a worker would inherit

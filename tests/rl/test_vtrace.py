@@ -227,7 +227,94 @@ def test_learner_loss_is_the_impala_loss_on_these_targets(stateful):
             n += 1
     want = pi / n + 0.25 * vf / n + 0.01 * ent / n
     assert float(loss) == pytest.approx(want, rel=1e-5, abs=1e-5)
-    assert fake.logged["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
+    logged = {k: float(v) for k, v in fake.logged.items()}
+    assert logged["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
+    assert logged["vf_loss"] == pytest.approx(vf, rel=1e-5)
+    assert logged["pi_loss"] == pytest.approx(pi, rel=1e-4, abs=1e-5)
+    assert logged["mean_pi_loss"] == pytest.approx(pi / n, rel=1e-4, abs=1e-5)
+    assert logged["entropy"] == pytest.approx(-ent / n, rel=1e-5)
+    all_vs = np.concatenate([textbook(traj)[0] for traj in trajs])
+    all_values = np.concatenate([traj.values for traj in trajs])
+    assert logged["mean_vtrace_target"] == pytest.approx(all_vs.mean(), rel=1e-4, abs=1e-5)
+    assert logged["mean_value"] == pytest.approx(all_values.mean(), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("use_kl_loss", [True, False])
+def test_appo_learner_loss_is_the_appo_loss_on_these_targets(use_kl_loss):
+    """APPO's loss (RLlib's, IMPACT): V-trace of the target policy against the behaviour policy,
+    a clipped surrogate of the current policy with the behaviour-to-target ratio clipped to
+    [0, 2], the value loss, entropy and KL(target || current), written out step by step."""
+    from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner
+
+    rng = np.random.default_rng(8)
+    trajs = [make_traj(rng, n, term) for n, term in ((9, False), (3, True), (6, False))]
+    rows, where = rllib_layout(trajs, 5, rng)
+    b, t = rows["mask"].shape
+    target_logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    actions = torch.as_tensor(rng.integers(3, size=(b, t)))
+    old = TorchCategorical.from_logits(target_logits)
+    new = TorchCategorical.from_logits(logits)
+    # behaviour log-probs such that target-policy - behaviour = the rows' log_rhos
+    behaviour = old.logp(actions) - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
+    batch = loss_batch(rows, actions, behaviour)
+    values = torch.as_tensor(rows["values"], dtype=torch.float32)
+    logged = {}
+    fake = SimpleNamespace(
+        module={"p": StandInModule(values, target_logits)},
+        entropy_coeff_schedulers_per_module={"p": SimpleNamespace(get_current_value=lambda: 0.02)},
+        curr_kl_coeffs_per_module={"p": torch.tensor(0.3)},
+        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
+    )
+    clip = 0.2
+    config = SimpleNamespace(
+        learner_config_dict={},
+        gamma=GAMMA,
+        vtrace_clip_rho_threshold=1.0,
+        vtrace_clip_pg_rho_threshold=1.0,
+        vf_loss_coeff=0.5,
+        clip_param=clip,
+        use_kl_loss=use_kl_loss,
+        get_rollout_fragment_length=lambda: 8,
+    )
+    loss = BootstrapVTraceAPPOLearner.compute_loss_for_module(
+        fake,
+        module_id="p",
+        config=config,
+        batch=batch,
+        fwd_out={Columns.ACTION_DIST_INPUTS: logits},
+    )
+    new_logp, old_logp = new.logp(actions).double(), old.logp(actions).double()
+    entropy, kl = new.entropy().double(), old.kl(new).double()
+    beh = behaviour.double()
+    pi, vf, ent, kls, ratios, n = 0.0, 0.0, 0.0, 0.0, [], 0
+    for traj, steps in zip(trajs, where, strict=True):
+        vs, adv = textbook(traj)
+        for (r, c), v_s, a_s, v in zip(steps, vs, adv, traj.values, strict=True):
+            is_ratio = min(max(float(torch.exp(beh[r, c] - old_logp[r, c])), 0.0), 2.0)
+            ratio = is_ratio * float(torch.exp(new_logp[r, c] - beh[r, c]))
+            pi -= min(a_s * ratio, a_s * min(max(ratio, 1 - clip), 1 + clip))
+            vf += 0.5 * (v - v_s) ** 2
+            ent -= float(entropy[r, c])
+            kls += float(kl[r, c])
+            ratios.append(is_ratio)
+            n += 1
+    mean_kl = kls / n if use_kl_loss else 0.0
+    want = pi / n + 0.5 * vf / n + 0.02 * ent / n + 0.3 * mean_kl
+    assert float(loss) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    got = {k: float(v) for k, v in logged.items()}
+    assert got["mean_pi_loss"] == pytest.approx(pi / n, rel=1e-4, abs=1e-5)
+    assert got["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
+    assert got["entropy"] == pytest.approx(-ent / n, rel=1e-5)
+    assert got["mean_kl_loss"] == pytest.approx(mean_kl, rel=1e-4, abs=1e-6)
+    assert got["curr_kl_coeff"] == pytest.approx(0.3)
+    assert got["mean_IS"] == pytest.approx(np.mean(ratios), rel=1e-5)
+    assert got["var_IS"] == pytest.approx(np.var(ratios), rel=1e-4, abs=1e-7)
+    all_vs = np.concatenate([textbook(traj)[0] for traj in trajs])
+    assert got["mean_vtrace_target"] == pytest.approx(all_vs.mean(), rel=1e-4, abs=1e-5)
+    assert got["mean_value"] == pytest.approx(
+        np.concatenate([traj.values for traj in trajs]).mean(), rel=1e-4, abs=1e-5
+    )
 
 
 def test_unknown_vtrace_mode_is_refused():

@@ -183,7 +183,7 @@ def test_defaults_and_bad_settings_are_named():
     assert (core.hidden_size, core.memory_size, core.word_size, core.num_reads) == (128, 16, 16, 2)
     for key in ("input_size", "hidden_size", "memory_size", "word_size", "num_reads"):
         kwargs = {"input_size": 6, key: 0}
-        with pytest.raises(ValueError, match=key):
+        with pytest.raises(ValueError, match=rf"^{key} must be"):
             DNC(**kwargs)
 
 
@@ -204,6 +204,8 @@ def test_inputs_as_rows_and_bad_inputs_and_states():
         core(x, state[:8])
     with pytest.raises(ValueError, match=r"state for DNC must be a tuple of 9 tensors"):
         core.from_tuple([*state, state[0]])
+    with pytest.raises(TypeError, match=r"^state\[3\] must be a torch.Tensor"):
+        core(x, (*state[:3], [0.0], *state[4:]))
     wrong = list(state)
     wrong[5] = torch.zeros(2, 4, 5)  # the link matrix
     with pytest.raises(

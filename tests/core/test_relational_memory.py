@@ -464,7 +464,7 @@ def test_defaults_are_sonnets():
 )
 def test_a_bad_setting_is_refused_by_name(name, bad):
     kwargs = {"input_size": 5, "mem_slots": 3, "head_size": 4, name: bad}
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=rf"^{name} must be"):
         RelationalMemory(**kwargs)
 
 

@@ -136,14 +136,14 @@ def test_defaults_and_bad_settings_are_named(cls: type) -> None:
     assert core.num_layers == 1 and core.rnn.num_layers == 1
     for key, bad in (("input_size", 0), ("hidden_size", 0), ("num_layers", 0), ("input_rows", 0)):
         kwargs = {"input_size": 6, "hidden_size": 5, key: bad}
-        with pytest.raises(ValueError, match=key):
+        with pytest.raises(ValueError, match=rf"^{key} must be"):
             cls(**kwargs)
     with pytest.raises(
         ValueError, match=r"input_size \(6\) must be input_rows \(4\) times the row size"
     ):
         cls(6, hidden_size=5, input_rows=4)
     if cls is LSTMCore:
-        with pytest.raises(ValueError, match="forget_bias"):
+        with pytest.raises(ValueError, match="^forget_bias must be"):
             cls(6, hidden_size=5, forget_bias=float("nan"))
 
 
@@ -157,6 +157,8 @@ def test_bad_inputs_and_states_are_refused_with_the_expected_shapes(cls: type) -
         core.from_tuple([state[0]] * (n + 1))
     with pytest.raises(ValueError, match=rf"state for {name} must be a tuple of {n} tensors"):
         core(torch.zeros(3, 6), tuple(state) + (state[0],))
+    with pytest.raises(TypeError, match=rf"^state\[{n - 1}\] must be a torch.Tensor"):
+        core(torch.zeros(3, 6), (*state[:-1], "not a tensor"))
     # Rows of the wrong count, or of a width that does not fill the input: the message shows both
     # accepted shapes.
     for bad in (torch.zeros(3, 3, 2), torch.zeros(3, 2, 4), torch.zeros(3, 7)):

@@ -183,5 +183,5 @@ def test_config_bounds_are_where_the_messages_say(cls, key, lowest, below) -> No
 
     config_class = LMTaskConfig if cls == "task" else LMModelConfig
     config_class(**{key: lowest}).validate()  # the lowest allowed value passes
-    with pytest.raises(ValueError, match=f"{key} must be"):
+    with pytest.raises(ValueError, match=f"^{key} must be"):
         config_class(**{key: below}).validate()

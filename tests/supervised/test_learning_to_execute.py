@@ -320,5 +320,5 @@ def test_config_bounds_are_where_the_messages_say(key, lowest, highest, outside)
         if ok is not None:
             LTETaskConfig(**{key: ok}).validate()
     for bad in outside:
-        with pytest.raises(ValueError, match=f"{key} must be"):
+        with pytest.raises(ValueError, match=f"^{key} must be"):
             LTETaskConfig(**{key: bad}).validate()

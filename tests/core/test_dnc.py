@@ -200,9 +200,13 @@ def test_inputs_as_rows_and_bad_inputs_and_states():
             core(bad, state)
     with pytest.raises(ValueError, match=r"must have shape \[B, T, 6\]"):
         core.unroll(torch.zeros(2, 3, 7), state)
-    with pytest.raises(ValueError, match=r"state for DNC must be a tuple of 9 tensors"):
+    with pytest.raises(
+        ValueError, match=r"^state for DNC must be a tuple of 9 tensors \(see initial_state\)$"
+    ):
         core(x, state[:8])
-    with pytest.raises(ValueError, match=r"state for DNC must be a tuple of 9 tensors"):
+    with pytest.raises(
+        ValueError, match=r"^state for DNC must be a tuple of 9 tensors \(see initial_state\)$"
+    ):
         core.from_tuple([*state, state[0]])
     with pytest.raises(TypeError, match=r"^state\[3\] must be a torch.Tensor"):
         core(x, (*state[:3], [0.0], *state[4:]))
@@ -212,5 +216,5 @@ def test_inputs_as_rows_and_bad_inputs_and_states():
         ValueError, match=r"state\[5\] must have shape \[2, 4, 4\], got \[2, 4, 5\]"
     ):
         core(x, tuple(wrong))
-    with pytest.raises(ValueError, match="return_attention: only the RMC has attention weights"):
+    with pytest.raises(ValueError, match="^return_attention: only the RMC has attention weights$"):
         core.unroll(torch.zeros(2, 3, 6), state, return_attention=True)

@@ -470,5 +470,7 @@ def test_a_bad_setting_is_refused_by_name(name, bad):
 
 def test_a_malformed_state_is_refused():
     module = RelationalMemory(input_size=5, mem_slots=3, head_size=4)
-    with pytest.raises(ValueError, match="state for the RMC must be a tuple of one tensor"):
+    with pytest.raises(
+        ValueError, match=r"^state for the RMC must be a tuple of one tensor \(the memory\)$"
+    ):
         module.from_tuple((torch.zeros(1), torch.zeros(1)))

@@ -153,9 +153,9 @@ def test_bad_inputs_and_states_are_refused_with_the_expected_shapes(cls: type) -
     state = core.initial_state(3)
     n = len(state)
     name = cls.__name__
-    with pytest.raises(ValueError, match=rf"state for {name} must be a tuple of {n} tensors"):
+    with pytest.raises(ValueError, match=rf"^state for {name} must be a tuple of {n} tensors"):
         core.from_tuple([state[0]] * (n + 1))
-    with pytest.raises(ValueError, match=rf"state for {name} must be a tuple of {n} tensors"):
+    with pytest.raises(ValueError, match=rf"^state for {name} must be a tuple of {n} tensors"):
         core(torch.zeros(3, 6), tuple(state) + (state[0],))
     with pytest.raises(TypeError, match=rf"^state\[{n - 1}\] must be a torch.Tensor"):
         core(torch.zeros(3, 6), (*state[:-1], "not a tensor"))
@@ -172,6 +172,6 @@ def test_bad_inputs_and_states_are_refused_with_the_expected_shapes(cls: type) -
     with pytest.raises(ValueError, match=r"\[B, n, 6 // n\]"):
         free(torch.zeros(3, 7), free.initial_state(3))
     with pytest.raises(
-        ValueError, match=f"return_attention=True is only supported by the RMC, not {name}"
+        ValueError, match=f"^return_attention=True is only supported by the RMC, not {name}$"
     ):
         core.unroll(torch.zeros(3, 4, 6), state, return_attention=True)

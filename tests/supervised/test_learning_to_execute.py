@@ -322,3 +322,55 @@ def test_config_bounds_are_where_the_messages_say(key, lowest, highest, outside)
     for bad in outside:
         with pytest.raises(ValueError, match=f"^{key} must be"):
             LTETaskConfig(**{key: bad}).validate()
+
+
+def test_curricula_draw_the_sizes_they_promise() -> None:
+    """mix: lengths and nestings 1..max each drawn; baseline: always the maximum (as the
+    evaluation set). ``addition`` programs show their nesting as their count of ``+``."""
+    base = {"task.family": "addition", "task.max_length": 3, "task.max_nesting": 3}
+    mix = LearningToExecuteTask(tiny_config("learning-to-execute", **base), torch.device("cpu"))
+    drawn = mix.sample(np.random.default_rng(0), 300, hardest=False)
+    assert {text.count("+") for text, _ in drawn} == {1, 2, 3}
+    digits = {
+        len(n)
+        for text, _ in drawn
+        for n in text[6:-1].replace("(", " ").replace(")", " ").replace("+", " ").split()
+    }
+    assert digits == {1, 2, 3}
+    baseline = LearningToExecuteTask(
+        tiny_config("learning-to-execute", **base, **{"task.curriculum": "baseline"}),
+        torch.device("cpu"),
+    )
+    drawn = baseline.sample(np.random.default_rng(0), 50, hardest=False)
+    assert {text.count("+") for text, _ in drawn} == {3}
+
+
+def test_a_batch_scores_as_its_samples_alone_and_the_loss_is_the_mean_over_tokens() -> None:
+    """Left padding with reset flags: each program in a batch is read from the initial state, so
+    the batch's summed loss is the sum of its samples' alone; the training loss is that sum over
+    the counted tokens (characters and the end mark)."""
+    cfg = tiny_config("learning-to-execute", **{"task.family": "addition", "task.max_length": 3})
+    task = LearningToExecuteTask(cfg, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    samples = [("print((1+2))", "3"), ("print((123+(45+6)))", "174"), ("print((9+9))", "18")]
+    with torch.no_grad():
+        together = task._run(model, encode_batch(samples))
+        alone = [task._run(model, encode_batch([s])) for s in samples]
+    assert float(together["loss_sum"]) == pytest.approx(
+        sum(float(m["loss_sum"]) for m in alone), rel=1e-5
+    )
+    assert int(together["tokens"]) == sum(len(t) + 1 for _, t in samples)
+    task.rng = np.random.default_rng(3)
+    loss, metrics = task.training_loss(model, step=0)
+    task.rng = np.random.default_rng(3)
+    batch = encode_batch(task.sample(task.rng, cfg.train.batch_size, hardest=False))
+    with torch.no_grad():
+        logits = model(
+            torch.from_numpy(batch.source), torch.from_numpy(batch.resets), batch.target.shape[1]
+        )
+    target = torch.from_numpy(batch.target)
+    counted = target != PAD
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+    assert float(loss) == pytest.approx(float(nll[counted].mean()), rel=1e-5)
+    assert metrics["loss"] == pytest.approx(float(nll[counted].mean()), rel=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -134,36 +135,86 @@ def test_evaluation_carries_the_state_across_windows(corpus_dir: Path) -> None:
     assert windows["accuracy"] == whole["accuracy"]
 
 
-@pytest.mark.parametrize("eval_tokens", [None, 7])
-def test_evaluation_metrics_against_a_reference(corpus_dir: Path, eval_tokens) -> None:
+@pytest.mark.parametrize(
+    "eval_batch_size, bptt, eval_tokens",
+    [(3, 4, None), (3, 1, None), (3, 4, 2), (3, 4, 7), (1000, 4, None)],
+)
+def test_evaluation_metrics_against_a_reference(
+    corpus_dir: Path, eval_batch_size, bptt, eval_tokens
+) -> None:
     """Loss, perplexity and accuracy of an evaluation, worked out here from the model's logits
     over each whole row of the batched split: the mean negative log-likelihood of every next word,
-    its exp, the fraction of next words that are the argmax. ``eval_tokens`` keeps the first
-    ``max(2, eval_tokens // rows + 1)`` words of each row."""
+    its exp, the fraction of next words that are the argmax. The split is cut into
+    ``min(eval_batch_size, words // 2)`` rows; ``eval_tokens`` keeps the first
+    ``max(2, eval_tokens // rows + 1)`` words of each row. The output bias favours one word, so
+    that some predictions are right."""
     cfg = tiny_config(
         "language-model",
-        **{"task.data": str(corpus_dir), "task.bptt": 4, "task.eval_batch_size": 3},
+        **{
+            "task.data": str(corpus_dir),
+            "task.bptt": bptt,
+            "task.eval_batch_size": eval_batch_size,
+        },
     )
     task = LanguageModelTask(cfg, torch.device("cpu"))
     model = task.build_model().eval()
     ids = task.corpus.valid
-    batch = min(3, ids.numel() // 2)
-    data = batchify(ids, batch)
+    with torch.no_grad():
+        model.decoder.bias.zero_()
+        model.decoder.bias[int(ids[1])] = 50.0  # always predict this word
+    rows = min(eval_batch_size, ids.numel() // 2)
+    data = batchify(ids, rows)
     if eval_tokens is not None:
-        data = data[:, : max(2, eval_tokens // batch + 1)]
+        data = data[:, : max(2, eval_tokens // rows + 1)]
     with torch.no_grad():
         got = task._evaluate_split(model, ids, eval_tokens)
-        logits, _ = model(data[:, :-1], model.core.initial_state(batch))
+        logits, _ = model(data[:, :-1], model.core.initial_state(rows))
     target = data[:, 1:]
     nll = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none"
     )
-    assert nll.numel() == batch * (data.shape[1] - 1)
+    assert nll.numel() == rows * (data.shape[1] - 1)
     assert got["loss"] == pytest.approx(nll.mean().item(), rel=1e-5)
     assert got["perplexity"] == pytest.approx(nll.mean().exp().item(), rel=1e-5)
     want_accuracy = (logits.argmax(-1) == target).float().mean().item()
+    assert want_accuracy > 0
     assert got["accuracy"] == pytest.approx(want_accuracy)
-    assert 0 < got["perplexity"] and 0 <= got["accuracy"] <= 1
+
+
+def test_a_split_of_three_words_evaluates_and_one_of_one_word_is_refused(corpus_dir) -> None:
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir)})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model().eval()
+    with torch.no_grad():
+        got = task._evaluate_split(model, task.corpus.valid[:3], None)  # one row of 3 words
+        logits, _ = model(task.corpus.valid[None, :2], model.core.initial_state(1))
+    nll = torch.nn.functional.cross_entropy(logits[0], task.corpus.valid[1:3])
+    assert got["loss"] == pytest.approx(nll.item(), rel=1e-5)
+    with pytest.raises(SupervisedError, match="^an evaluation split has fewer than 2 words per"):
+        task._evaluate_split(model, task.corpus.valid[:1], None)
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_the_carried_state_survives_a_checkpoint(corpus_dir: Path, core: str) -> None:
+    """The state carried between training windows (a tensor for the RMC, a tuple for the LSTM)
+    goes to the checkpoint and comes back: position, epoch and every state tensor."""
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "model.core.name": core})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model()
+    task.training_loss(model, step=0)
+    task.training_loss(model, step=1)
+    saved = task.state_dict()
+    assert saved["state"] is not None and saved["position"] > 0
+    fresh = LanguageModelTask(cfg, torch.device("cpu"))
+    fresh.load_state_dict(saved)
+    assert (fresh.position, fresh.epoch) == (task.position, task.epoch)
+    want = task.state if isinstance(task.state, tuple) else (task.state,)
+    got = fresh.state if isinstance(fresh.state, tuple) else (fresh.state,)
+    assert type(fresh.state) is type(task.state) and len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w)
+    assert task.summarize({"loss": 2.0})["perplexity"] == pytest.approx(math.exp(2.0))
+    assert task.summarize({"loss": 80.0})["perplexity"] == pytest.approx(math.exp(50.0))
 
 
 @pytest.mark.parametrize(

@@ -173,7 +173,9 @@ def _fake_learner(values, entropy_coeff):
         entropy_coeff_schedulers_per_module={
             "p": SimpleNamespace(get_current_value=lambda: entropy_coeff)
         },
-        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
+        metrics=SimpleNamespace(
+            log_dict=lambda d, key, window: logged.update(d, _key=key, _window=window)
+        ),
         logged=logged,
     )
 
@@ -227,6 +229,7 @@ def test_learner_loss_is_the_impala_loss_on_these_targets(stateful):
             n += 1
     want = pi / n + 0.25 * vf / n + 0.01 * ent / n
     assert float(loss) == pytest.approx(want, rel=1e-5, abs=1e-5)
+    assert (fake.logged.pop("_key"), fake.logged.pop("_window")) == ("p", 1)
     logged = {k: float(v) for k, v in fake.logged.items()}
     assert logged["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
     assert logged["vf_loss"] == pytest.approx(vf, rel=1e-5)
@@ -264,7 +267,9 @@ def test_appo_learner_loss_is_the_appo_loss_on_these_targets(use_kl_loss):
         module={"p": StandInModule(values, target_logits)},
         entropy_coeff_schedulers_per_module={"p": SimpleNamespace(get_current_value=lambda: 0.02)},
         curr_kl_coeffs_per_module={"p": torch.tensor(0.3)},
-        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
+        metrics=SimpleNamespace(
+            log_dict=lambda d, key, window: logged.update(d, _key=key, _window=window)
+        ),
     )
     clip = 0.2
     config = SimpleNamespace(
@@ -302,6 +307,7 @@ def test_appo_learner_loss_is_the_appo_loss_on_these_targets(use_kl_loss):
     mean_kl = kls / n if use_kl_loss else 0.0
     want = pi / n + 0.5 * vf / n + 0.02 * ent / n + 0.3 * mean_kl
     assert float(loss) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert (logged.pop("_key"), logged.pop("_window")) == ("p", 1)
     got = {k: float(v) for k, v in logged.items()}
     assert got["mean_pi_loss"] == pytest.approx(pi / n, rel=1e-4, abs=1e-5)
     assert got["mean_vf_loss"] == pytest.approx(vf / n, rel=1e-5)
@@ -419,3 +425,72 @@ def test_reproduction_script_shows_the_stock_defect():
     assert "this project == textbook: True" in out
     worst = float(out.rsplit("RLlib's largest error:", 1)[1])
     assert worst > 0.9
+
+
+@pytest.mark.parametrize("learner", ["impala", "appo"])
+def test_the_rllib_mode_hands_the_whole_loss_to_rllibs_own(monkeypatch, learner):
+    """``training.vtrace: rllib`` (for comparisons): RLlib's stock loss, called with the same
+    arguments, its result returned as it is."""
+    from ray.rllib.algorithms.appo.torch.appo_torch_learner import APPOTorchLearner
+    from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
+
+    from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner
+
+    ours, stock = {
+        "impala": (BootstrapVTraceLearner, IMPALATorchLearner),
+        "appo": (BootstrapVTraceAPPOLearner, APPOTorchLearner),
+    }[learner]
+    calls = []
+    sentinel = torch.tensor(12.5)
+
+    def stock_loss(self, *, module_id, config, batch, fwd_out):
+        calls.append((self, module_id, config, batch, fwd_out))
+        return sentinel
+
+    monkeypatch.setattr(stock, "compute_loss_for_module", stock_loss)
+    config = SimpleNamespace(learner_config_dict={"vtrace": "rllib"})
+    batch, fwd_out, me = {Columns.LOSS_MASK: torch.ones(2, 3)}, {"x": 1}, object.__new__(ours)
+    got = ours.compute_loss_for_module(
+        me, module_id="p", config=config, batch=batch, fwd_out=fwd_out
+    )
+    assert got is sentinel
+    assert len(calls) == 1 and calls[0][0] is me and calls[0][1] == "p"
+    assert calls[0][2] is config and calls[0][3] is batch and calls[0][4] is fwd_out
+
+
+def test_rewards_are_scaled_in_the_targets():
+    """``reward_scale`` multiplies every reward before V-trace: the targets are the paper's on the
+    scaled rewards (the values are the module's, already on that scale)."""
+    import dataclasses
+
+    rng = np.random.default_rng(11)
+    trajs = [make_traj(rng, n, term) for n, term in ((7, False), (4, True))]
+    rows, where = rllib_layout(trajs, 5, rng)
+    b, t = rows["mask"].shape
+    logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
+    actions = torch.as_tensor(rng.integers(3, size=(b, t)))
+    dist = TorchCategorical.from_logits(logits)
+    behaviour = dist.logp(actions) - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
+    batch = loss_batch(rows, actions, behaviour, True)
+    values = torch.as_tensor(rows["values"], dtype=torch.float32)
+    config = SimpleNamespace(
+        learner_config_dict={"vtrace": "bootstrap", "reward_scale": 0.25},
+        gamma=GAMMA,
+        vtrace_clip_rho_threshold=1.0,
+        vtrace_clip_pg_rho_threshold=1.0,
+        vf_loss_coeff=0.5,
+        get_rollout_fragment_length=lambda: 8,
+    )
+    fake = _fake_learner(values, entropy_coeff=0.0)
+    BootstrapVTraceLearner.compute_loss_for_module(
+        fake,
+        module_id="p",
+        config=config,
+        batch=batch,
+        fwd_out={Columns.ACTION_DIST_INPUTS: logits},
+    )
+    scaled = [dataclasses.replace(tr, rewards=tr.rewards * 0.25) for tr in trajs]
+    want = np.concatenate([textbook(tr)[0] for tr in scaled]).mean()
+    assert float(fake.logged["mean_vtrace_target"]) == pytest.approx(want, rel=1e-4, abs=1e-5)
+    unscaled = np.concatenate([textbook(tr)[0] for tr in trajs]).mean()
+    assert abs(want - unscaled) > 1e-2  # (the scale shows in the targets)

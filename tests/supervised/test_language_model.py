@@ -236,3 +236,52 @@ def test_config_bounds_are_where_the_messages_say(cls, key, lowest, below) -> No
     config_class(**{key: lowest}).validate()  # the lowest allowed value passes
     with pytest.raises(ValueError, match=f"^{key} must be"):
         config_class(**{key: below}).validate()
+
+
+def test_training_windows_walk_the_columns_and_restart_each_pass(corpus_dir: Path) -> None:
+    """Each training step reads the next ``bptt`` words of every row (targets one word on); after
+    the last window of a pass the next step starts a new pass (epoch + 1) at column 0 from a fresh
+    state. The step's accuracy is the share of next words that are the argmax."""
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir), "task.bptt": 3})
+    task = LanguageModelTask(cfg, torch.device("cpu"))
+    model = task.build_model().eval()
+    with torch.no_grad():
+        model.decoder.bias.zero_()
+        model.decoder.bias[int(task.train_data[0, 1])] = 50.0  # some predictions right
+    columns = task.train_data.shape[1]
+    windows = -(-(columns - 1) // 3)
+    positions, accuracies = [], []
+    for step in range(windows + 1):
+        before = task.position if task.position + 1 < columns else 0
+        state = task.state if task.position + 1 < columns else None
+        with torch.no_grad():
+            loss, metrics = task.training_loss(model, step)
+        positions.append((before, task.epoch))
+        accuracies.append(metrics["accuracy"])
+        length = min(3, columns - 1 - before)
+        x = task.train_data[:, before : before + length]
+        y = task.train_data[:, before + 1 : before + 1 + length]
+        with torch.no_grad():
+            start = state if state is not None else model.core.initial_state(x.shape[0])
+            logits, _ = model(x, start)
+        assert metrics["accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
+        assert float(loss) == pytest.approx(
+            torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+            ).item(),
+            rel=1e-5,
+        )
+    assert [p for p, _ in positions] == [3 * i for i in range(windows)] + [0]
+    assert [e for _, e in positions] == [0] * windows + [1]
+    assert max(accuracies) > 0
+
+
+def test_the_vocabulary_cap_reaches_the_corpus_and_embeddings_start_small(corpus_dir: Path) -> None:
+    full = load_corpus(corpus_dir)
+    capped = load_corpus(corpus_dir, max_vocab=4)
+    assert len(capped.vocab) == 4 < len(full.vocab)
+    assert capped.train.dtype == torch.long
+    cfg = tiny_config("language-model", **{"task.data": str(corpus_dir)})
+    weight = LanguageModelTask(cfg, torch.device("cpu")).build_model().embedding.weight
+    assert float(weight.min()) >= -0.1 and float(weight.max()) <= 0.1  # uniform(-0.1, 0.1)
+    assert float(weight.min()) < -0.05 and float(weight.max()) > 0.05

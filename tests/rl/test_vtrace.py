@@ -84,6 +84,8 @@ CASES = {
     "chunked fragment, bootstrap step inside the last chunk": ([10, 6], [False] * 2, 4),
     # n a multiple of max_seq_len: the bootstrap step opens a row of its own
     "cut, bootstrap step alone in the next row": ([8, 4], [False] * 2, 4),
+    # a batch of exactly two rows, one fragment over both
+    "one fragment over a batch of two rows": ([7], [False], 5),
     # one fragment ends in a termination, the next episode's fragment is cut
     "termination mid-fragment": ([5, 15, 20], [True, False, False], 22),
     "termination at a chunk boundary": ([8, 7], [True, False], 4),

@@ -37,12 +37,10 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 def sample_episodes(run, batches: int) -> tuple[list[bytes], object]:
     """``batches`` pickled lists of episodes (one sample() each) and the learner's module."""
     import torch
-    from ray.rllib.core import DEFAULT_MODULE_ID
-    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.env_runner import LeanEnvRunner
+    from rmc_agents.rl.learner_connector import learner_module
 
     runner = LeanEnvRunner(config=build_algo_config(run))
     try:
@@ -51,14 +49,7 @@ def sample_episodes(run, batches: int) -> tuple[list[bytes], object]:
             torch.manual_seed(i)
             episodes = runner.sample(num_timesteps=run.train_batch_size)
             groups.append(pickle.dumps([e.to_numpy() for e in episodes]))
-        module = runner.module
-        spec = RLModuleSpec(
-            module_class=type(module),
-            observation_space=module.observation_space,
-            action_space=module.action_space,
-            model_config=module.model_config,
-        )
-        multi = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec})
+        multi = learner_module(runner.module)
     finally:
         runner.stop()
     return groups, multi

@@ -3,7 +3,7 @@ the algorithm config builder, the training loop and its CLI (``train_agent.py``)
 
 For your own RLlib configs: :func:`policy_spec` (the policy as an ``RLModuleSpec``),
 :func:`learner_class` (this project's learner for IMPALA, APPO or PPO) and
-:func:`learner_connector` (train batches built in one pass); see :mod:`rmc_agents.rl.spec`. They
+:func:`learner_pipeline` (train batches built in one pass); see :mod:`rmc_agents.rl.spec`. They
 load RLlib on first use, not on ``import rmc_agents.rl``.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["learner_class", "learner_connector", "policy_spec"]
+__all__ = ["learner_class", "learner_pipeline", "policy_spec"]
 
 
 def __getattr__(name: str) -> Any:

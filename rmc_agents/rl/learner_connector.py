@@ -55,6 +55,7 @@ from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 __all__ = [
     "AdvantagesFromTrainBatch",
     "EpisodesToTrainBatch",
+    "learner_module",
     "learner_pipeline",
     "stock_learner_pieces",
 ]
@@ -92,6 +93,22 @@ def _map(fn: Any, data: Any) -> Any:
     if isinstance(data, dict) and all(isinstance(v, np.ndarray) for v in data.values()):
         return {key: fn(value) for key, value in data.items()}
     return tree.map_structure(fn, data)
+
+
+def learner_module(module: Any) -> MultiRLModule:
+    """The learner's view of an EnvRunner's module: a MultiRLModule holding a module of the same
+    class, spaces, config and weights (for building train batches outside a Learner)."""
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    spec = RLModuleSpec(
+        module_class=type(module),
+        observation_space=module.observation_space,
+        action_space=module.action_space,
+        model_config=module.model_config,
+    )
+    multi = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec})
+    multi[DEFAULT_MODULE_ID].set_state(module.get_state())
+    return multi
 
 
 def _rows(buffer: Any, start: int, stop: int) -> Any:

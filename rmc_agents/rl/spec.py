@@ -18,11 +18,11 @@ stock IMPALA and APPO losses treat every fragment cut as terminal (docs/value-ta
 learners compute V-trace as the paper does. For PPO the learner only adds the non-finite guard and
 the optimizer choice.
 
-Optional, for speed: :func:`learner_connector` builds the learner's train batches in one pass
+Optional, for speed: :func:`learner_pipeline` builds the learner's train batches in one pass
 (the same batches as RLlib's default pieces, about a tenth of their CPU time; docs/performance.md)::
 
     config.learners(
-        learner_connector=learner_connector("ppo", gamma=config.gamma, lambda_=config.lambda_),
+        learner_connector=learner_pipeline("ppo", gamma=config.gamma, lambda_=config.lambda_),
         add_default_connectors_to_learner_pipeline=False,
     )
 """
@@ -37,7 +37,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rmc_agents.rl.module import RecurrentAgentModule
 from rmc_agents.rl.settings import ALGOS, ModelSettings
 
-__all__ = ["learner_class", "learner_connector", "policy_spec"]
+__all__ = ["learner_class", "learner_pipeline", "policy_spec"]
 
 _SETTINGS = tuple(f.name for f in dataclasses.fields(ModelSettings) if f.name != "core")
 
@@ -90,13 +90,13 @@ def learner_class(algo: str = "impala") -> type:
     return LEARNERS[algo]
 
 
-def learner_connector(algo: str = "impala", gamma: float = 0.99, lambda_: float = 1.0) -> Any:
+def learner_pipeline(algo: str = "impala", gamma: float = 0.99, lambda_: float = 1.0) -> Any:
     """A ``learner_connector`` factory for ``config.learners(...)`` that builds the train batch in
     one pass (:mod:`rmc_agents.rl.learner_connector`); give it with
     ``add_default_connectors_to_learner_pipeline=False``, as it replaces RLlib's default pieces.
     For ``ppo`` it computes GAE too: pass the config's ``gamma`` and ``lambda_``."""
-    from rmc_agents.rl.learner_connector import learner_pipeline
+    from rmc_agents.rl import learner_connector
 
     if algo not in ALGOS:
-        raise ValueError(f"learner_connector: algo must be one of {ALGOS}, got {algo!r}")
-    return learner_pipeline(algo, gamma, lambda_)
+        raise ValueError(f"learner_pipeline: algo must be one of {ALGOS}, got {algo!r}")
+    return learner_connector.learner_pipeline(algo, gamma, lambda_)

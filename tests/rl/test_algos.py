@@ -5,31 +5,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
 from rmc_agents.config import load_config
 from rmc_agents.rl.settings import RunSettings
 from rmc_agents.rl.trainer import train
-from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner
 
 from .references import (
-    GAMMA,
-    StandInModule,
     Traj,
     flat_layout,
     gae_reference,
-    loss_batch,
-    make_traj,
     module_values,
     rllib_layout,
     sample_learner_batch,
-    textbook,
 )
 from .test_training import BROKEN_MEMORY_BOUND, CUE_SETTINGS, assert_trained_steps_rise
 
@@ -161,54 +152,7 @@ def test_ppo_value_targets_are_gae_with_bootstrap_at_cuts(core):
         np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-# --- APPO's loss: V-trace of the target policy that bootstraps ----------------------------------
-
-
-def test_appo_loss_targets_are_the_target_policys_vtrace():
-    """APPO's value loss is against V-trace of the target (old) policy vs the behaviour policy;
-    here those targets match the paper at cuts, terminations and chunk boundaries."""
-    rng = np.random.default_rng(7)
-    trajs = [make_traj(rng, n, term) for n, term in ((9, False), (3, True), (6, False))]
-    rows, where = rllib_layout(trajs, 4, rng)
-    b, t = rows["mask"].shape
-    target_logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
-    logits = torch.as_tensor(rng.normal(size=(b, t, 3)), dtype=torch.float32)
-    actions = torch.as_tensor(rng.integers(3, size=(b, t)))
-    old_logp = TorchCategorical.from_logits(target_logits).logp(actions)
-    behaviour = old_logp - torch.as_tensor(rows["log_rhos"], dtype=torch.float32)
-    batch = loss_batch(rows, actions, behaviour)
-    values = torch.as_tensor(rows["values"], dtype=torch.float32)
-    logged = {}
-    fake = SimpleNamespace(
-        module={"p": StandInModule(values, target_logits)},
-        entropy_coeff_schedulers_per_module={"p": SimpleNamespace(get_current_value=lambda: 0.0)},
-        curr_kl_coeffs_per_module={"p": torch.tensor(0.0)},
-        metrics=SimpleNamespace(log_dict=lambda d, key, window: logged.update(d)),
-    )
-    config = SimpleNamespace(
-        learner_config_dict={},
-        gamma=GAMMA,
-        vtrace_clip_rho_threshold=1.0,
-        vtrace_clip_pg_rho_threshold=1.0,
-        vf_loss_coeff=1.0,
-        clip_param=0.4,
-        use_kl_loss=False,
-        get_rollout_fragment_length=lambda: 4,
-    )
-    BootstrapVTraceAPPOLearner.compute_loss_for_module(
-        fake,
-        module_id="p",
-        config=config,
-        batch=batch,
-        fwd_out={Columns.ACTION_DIST_INPUTS: logits},
-    )
-    vf, n = 0.0, 0
-    for traj in trajs:
-        vs, _ = textbook(traj)
-        vf += float(np.sum(0.5 * (traj.values - vs) ** 2))
-        n += len(vs)
-    assert float(logged["mean_vf_loss"]) == pytest.approx(vf / n, rel=1e-5)
-    assert where  # (the layout placed every step)
+# APPO's loss, term by term: tests/rl/test_vtrace.py::test_appo_learner_loss_is_the_appo_loss_on_these_targets
 
 
 # --- training, checkpoints, resume, rollouts ---------------------------------------------------

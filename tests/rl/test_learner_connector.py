@@ -19,7 +19,6 @@ import tree
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation, LearnerConnectorPipeline
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
-from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 from rmc_agents.rl.algorithms import build_algo_config
@@ -27,6 +26,7 @@ from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.learner_connector import (
     AdvantagesFromTrainBatch,
     EpisodesToTrainBatch,
+    learner_module,
     stock_learner_pieces,
 )
 from rmc_agents.rl.settings import ModelSettings, RunSettings
@@ -55,16 +55,7 @@ def _runner(env: str, core: str, max_seq_len: int, fragment: int, **model: objec
 
 def _learner_module(runner) -> MultiRLModule:
     """The learner's view: a MultiRLModule holding a module with the runner's weights."""
-    module = runner.module
-    spec = RLModuleSpec(
-        module_class=type(module),
-        observation_space=module.observation_space,
-        action_space=module.action_space,
-        model_config=module.model_config,
-    )
-    multi = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec})
-    multi[DEFAULT_MODULE_ID].set_state(module.get_state())
-    return multi
+    return learner_module(runner.module)
 
 
 def _sample(runner, calls: int, steps: int) -> list[bytes]:

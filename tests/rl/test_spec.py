@@ -8,7 +8,7 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from rmc_agents.rl import learner_class, learner_connector, policy_spec
+from rmc_agents.rl import learner_class, learner_pipeline, policy_spec
 
 
 @pytest.mark.parametrize(
@@ -23,6 +23,24 @@ from rmc_agents.rl import learner_class, learner_connector, policy_spec
 def test_bad_settings_are_refused_with_one_clear_error(kwargs, match):
     with pytest.raises(ValueError, match=f"policy_spec: .*{match}"):
         policy_spec(**kwargs)
+
+
+def test_learner_pipeline_gives_the_one_pass_pieces_whatever_was_imported_before():
+    import rmc_agents.rl.learner_connector  # noqa: F401  (the module of the same family of names)
+    from rmc_agents.rl import learner_pipeline as from_package
+
+    assert from_package is learner_pipeline
+    pieces = learner_pipeline("ppo", gamma=0.9, lambda_=0.8)(None, None)
+    assert [type(p).__name__ for p in pieces] == [
+        "EpisodesToTrainBatch",
+        "AdvantagesFromTrainBatch",
+    ]
+    assert (pieces[1].gamma, pieces[1].lambda_) == (0.9, 0.8)
+    assert [type(p).__name__ for p in learner_pipeline("impala")(None, None)] == [
+        "EpisodesToTrainBatch"
+    ]
+    with pytest.raises(ValueError, match="^learner_pipeline: algo must be one of"):
+        learner_pipeline("dqn")
 
 
 def test_learner_class_names_the_algorithms():
@@ -91,9 +109,9 @@ def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
     if algo == "ppo":
         config.training(minibatch_size=64, num_epochs=2)
     config.learners(
-        learner_connector=learner_connector(algo, gamma=config.gamma, lambda_=config.lambda_)
+        learner_connector=learner_pipeline(algo, gamma=config.gamma, lambda_=config.lambda_)
         if algo == "ppo"
-        else learner_connector(algo),
+        else learner_pipeline(algo),
         add_default_connectors_to_learner_pipeline=False,
     )
     algo_obj = config.build_algo()

@@ -288,13 +288,21 @@ class EpisodesToTrainBatch(ConnectorV2):
         out = {column: _map(pad, value) for column, value in out.items()}
         k = np.arange(n_chunks) - np.repeat(chunk_start, chunks)  # chunk number in its episode
         out[Columns.SEQ_LENS] = np.minimum(m, np.repeat(rows, chunks) - k * m)
-        out[Columns.STATE_IN] = self._chunk_states(module, episodes, sizes, chunks, k, m)
+        out[Columns.STATE_IN] = self._chunk_states(
+            module, episodes, sizes, real_starts, chunks, k, m
+        )
         shared_data[f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"] = True
         return out
 
     @staticmethod
     def _chunk_states(
-        module: Any, episodes: list, sizes: list, chunks: np.ndarray, k: np.ndarray, m: int
+        module: Any,
+        episodes: list,
+        sizes: list,
+        real_starts: np.ndarray,
+        chunks: np.ndarray,
+        k: np.ndarray,
+        m: int,
     ) -> Any:
         """``state_in`` of every chunk: the state before its first row."""
         initial = None
@@ -317,7 +325,6 @@ class EpisodesToTrainBatch(ConnectorV2):
             return first_states
         # Later chunks: the state_out of the step before the chunk (step k*m - 1, always a real
         # step: a chunk starts at most at the bootstrap row).
-        real_starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         outs = _concat(
             [
                 _rows(e.extra_model_outputs[Columns.STATE_OUT], 0, n)

@@ -139,7 +139,9 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     # updates silently), and Adam or the IMPALA paper's RMSProp.
     if tr.learner_pipeline == "one_pass":  # rmc_agents.rl.learner_connector, instead of RLlib's
         config.learners(
-            learner_connector=learner_pipeline(algo, tr.gamma, run.ppo.gae_lambda),
+            learner_connector=learner_pipeline(
+                algo, tr.gamma, run.ppo.gae_lambda, pack=tr.pack_chunks
+            ),
             add_default_connectors_to_learner_pipeline=False,
         )
     config.learners(

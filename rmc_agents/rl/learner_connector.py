@@ -54,13 +54,19 @@ from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
 __all__ = [
     "AdvantagesFromTrainBatch",
+    "RESETS",
     "EpisodesToTrainBatch",
     "learner_module",
     "learner_pipeline",
+    "pack_episodes",
     "stock_learner_pieces",
 ]
 
 ADVANTAGES, VALUE_TARGETS = "advantages", "value_targets"  # RLlib's Postprocessing names
+
+#: Column of packed batches: ``[chunks, max_seq_len]`` bool, True where a fresh episode starts
+#: inside a chunk (the module restarts from its initial state before that row).
+RESETS = "resets"
 
 
 def stock_learner_pieces(device: Any = None) -> list:
@@ -151,6 +157,9 @@ class EpisodesToTrainBatch(ConnectorV2):
 
     Args:
         device: where the tensors go; ``None``: the device of the module's parameters.
+        pack: pack fresh episodes into the tails of other episodes' chunks (fewer chunks, the
+            same loss) where the module says it restarts its state at the ``resets`` column
+            (``accepts_resets``); else RLlib's layout, one episode per chunk.
     """
 
     def __init__(
@@ -159,10 +168,12 @@ class EpisodesToTrainBatch(ConnectorV2):
         input_action_space: Any = None,
         *,
         device: Any = None,
+        pack: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(input_observation_space, input_action_space, **kwargs)
         self._device = device
+        self.pack = pack
         self._stock: Any = None
         self.fallbacks = 0  # batches handed to RLlib's pipeline (see :meth:`covers`)
 
@@ -272,13 +283,20 @@ class EpisodesToTrainBatch(ConnectorV2):
         if not module.is_stateful():
             return out
 
-        # Chunks of max_seq_len rows, zero-padded; the state at each chunk's first row.
+        # Chunks of max_seq_len rows, zero-padded at their ends; the state at each chunk's first
+        # row. Each episode is laid out from ``place`` on in one stream of rows that is cut every
+        # m rows: RLlib's layout starts every episode at a chunk; packed, fresh episodes fill the
+        # chunks' tails (see pack_episodes).
         m = int(module.model_config["max_seq_len"])
-        chunks = -(-rows // m)
-        n_chunks = int(chunks.sum())
-        chunk_start = np.concatenate([[0], np.cumsum(chunks)[:-1]])
-        row_of = np.repeat(chunk_start, rows) + t // m
-        col_of = t % m
+        fresh = np.fromiter((e.t_started == 0 for e in episodes), bool, len(episodes))
+        packed = self.pack and bool(getattr(module, "accepts_resets", False))
+        if packed:
+            place = pack_episodes(rows, fresh, m)
+        else:
+            place = np.concatenate([[0], np.cumsum(-(-rows // m) * m)[:-1]])
+        position = np.repeat(place, rows) + t
+        row_of, col_of = position // m, position % m
+        n_chunks = int(row_of.max()) + 1
 
         def pad(flat: np.ndarray) -> np.ndarray:
             padded = np.zeros((n_chunks, m, *flat.shape[1:]), dtype=flat.dtype)
@@ -286,11 +304,19 @@ class EpisodesToTrainBatch(ConnectorV2):
             return padded
 
         out = {column: _map(pad, value) for column, value in out.items()}
-        k = np.arange(n_chunks) - np.repeat(chunk_start, chunks)  # chunk number in its episode
-        out[Columns.SEQ_LENS] = np.minimum(m, np.repeat(rows, chunks) - k * m)
+        # Every chunk's rows are a prefix of it (padding only at the end).
+        out[Columns.SEQ_LENS] = np.bincount(row_of, minlength=n_chunks)
+        # The episode at each chunk's first row, and that row's time in the episode.
+        by_place = np.argsort(place, kind="stable")
+        first = np.arange(n_chunks) * m
+        owner = by_place[np.searchsorted(place[by_place], first, side="right") - 1]
         out[Columns.STATE_IN] = self._chunk_states(
-            module, episodes, sizes, real_starts, chunks, k, m
+            module, episodes, sizes, real_starts, owner, first - place[owner]
         )
+        if packed:
+            resets = np.zeros((n_chunks, m), dtype=bool)
+            resets[place[fresh] // m, place[fresh] % m] = True
+            out[RESETS] = resets
         shared_data[f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"] = True
         return out
 
@@ -300,11 +326,11 @@ class EpisodesToTrainBatch(ConnectorV2):
         episodes: list,
         sizes: list,
         real_starts: np.ndarray,
-        chunks: np.ndarray,
-        k: np.ndarray,
-        m: int,
+        owner: np.ndarray,
+        time: np.ndarray,
     ) -> Any:
-        """``state_in`` of every chunk: the state before its first row."""
+        """``state_in`` of every chunk: the state before its first row, which is row ``time`` of
+        episode ``owner``."""
         initial = None
         firsts = []
         for episode in episodes:
@@ -321,34 +347,81 @@ class EpisodesToTrainBatch(ConnectorV2):
                 )
                 firsts.append(_map(lambda a: np.asarray(a)[None], state))
         first_states = _concat(firsts)
-        if int(chunks.max()) == 1:
-            return first_states
-        # Later chunks: the state_out of the step before the chunk (step k*m - 1, always a real
-        # step: a chunk starts at most at the bootstrap row).
+        is_first = time == 0
+        if is_first.all():
+            return _take(first_states, owner)
+        # Chunks that start inside an episode: the state_out of the step before (time - 1 is
+        # always a real step: a chunk starts at most at the bootstrap row).
         outs = _concat(
             [
                 _rows(e.extra_model_outputs[Columns.STATE_OUT], 0, n)
                 for e, n in zip(episodes, sizes, strict=True)
             ]
         )
-        episode_of = np.repeat(np.arange(len(episodes)), chunks)
-        later = np.repeat(real_starts, chunks) + np.maximum(k * m - 1, 0)
-        is_first = k == 0
+        later = real_starts[owner] + np.maximum(time - 1, 0)
 
         def pick(first: np.ndarray, out: np.ndarray) -> np.ndarray:
             result = out[later]
-            result[is_first] = first[episode_of[is_first]]
+            result[is_first] = first[owner[is_first]]
             return result
 
         return tree.map_structure(pick, first_states, outs)
 
 
+def pack_episodes(rows: np.ndarray, fresh: np.ndarray, m: int) -> np.ndarray:
+    """Where each episode's rows start in a stream cut into chunks of ``m`` rows, packed.
+
+    RLlib's layout starts every episode at a chunk, which leaves the tail of its last chunk
+    empty. Here a fresh episode (one that starts at its first step, from the initial state) that
+    fits in ``m`` rows may instead fill such a tail: the module restarts its state there (the
+    ``resets`` column). Everything else starts a chunk as in RLlib's layout: an episode that
+    continues one sampled before (its chunk's ``state_in`` is the state recorded before it) and
+    one longer than a chunk (it is cut every ``m`` rows from its start, as in RLlib's layout).
+    So every episode is cut at the same steps as there, and the truncated backpropagation through
+    time, the forward pass and the loss are the same; only the number of chunks drops.
+
+    The tails are filled best fit, longest fresh episode first; a fresh episode that fits no tail
+    opens a chunk of its own, whose tail the next ones may fill. Padding is left only at chunk
+    ends, so every chunk's rows are a prefix of it.
+
+    Args:
+        rows: rows per episode (its steps and its bootstrap row).
+        fresh: per episode, whether it starts at the episode's first step.
+        m: rows per chunk (``max_seq_len``).
+
+    Returns:
+        The first stream position of every episode (chunk ``p // m``, row ``p % m``).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    fits = np.asarray(fresh, dtype=bool) & (rows <= m)
+    # Bins: [free rows in the last chunk, episodes in order]; anchors first, in episode order.
+    bins = [[-int(rows[i]) % m, [i]] for i in np.flatnonzero(~fits).tolist()]
+    for i in sorted(np.flatnonzero(fits).tolist(), key=lambda i: (-rows[i], i)):
+        need = int(rows[i])
+        best = min((b for b in bins if b[0] >= need), key=lambda b: b[0], default=None)
+        if best is None:
+            best = [m, []]
+            bins.append(best)
+        best[0] -= need
+        best[1].append(i)
+    place = np.zeros(len(rows), dtype=np.int64)
+    position = 0
+    for _, members in bins:
+        position = -(-position // m) * m
+        for i in members:
+            place[i] = position
+            position += int(rows[i])
+    return place
+
+
 class AdvantagesFromTrainBatch(ConnectorV2):
     """PPO's GAE on the batch :class:`EpisodesToTrainBatch` built (values from the module).
 
-    The same numbers as RLlib's ``GeneralAdvantageEstimation``: value targets by RLlib's
-    ``compute_value_targets`` over each episode's rows (steps and bootstrap row) in order,
-    advantages = targets - values standardised over those rows, both zero in the padding.
+    As RLlib's ``GeneralAdvantageEstimation``: value targets by RLlib's ``compute_value_targets``
+    over each episode's rows (steps and bootstrap row) in order, advantages = targets - values,
+    both zero in the padding. The advantages are standardised over the real steps only; RLlib's
+    piece counts the bootstrap rows too, whose advantages depend on whatever follows them in the
+    batch (so its statistics change with the layout; ours do not, packed or not).
     """
 
     def __init__(
@@ -401,7 +474,10 @@ class AdvantagesFromTrainBatch(ConnectorV2):
             lambda_=self.lambda_,
         )
         advantages = targets - v
-        advantages = (advantages - advantages.mean()) / max(1e-4, advantages.std())
+        # Standardised over the real steps. (RLlib's piece also counts the bootstrap rows, whose
+        # advantages no loss reads and which depend on the rows after them in the batch.)
+        real = rows(Columns.LOSS_MASK).astype(bool)
+        advantages = (advantages - advantages[real].mean()) / max(1e-4, advantages[real].std())
         for name, flat in ((ADVANTAGES, advantages), (VALUE_TARGETS, targets)):
             full = np.zeros(values.shape, dtype=flat.dtype)
             full[valid] = flat
@@ -409,12 +485,15 @@ class AdvantagesFromTrainBatch(ConnectorV2):
         return batch
 
 
-def learner_pipeline(algorithm: str, gamma: float = 0.99, lambda_: float = 1.0) -> Any:
+def learner_pipeline(
+    algorithm: str, gamma: float = 0.99, lambda_: float = 1.0, pack: bool = True
+) -> Any:
     """A ``learner_connector`` factory for ``config.training`` (with RLlib's defaults turned off):
-    :class:`EpisodesToTrainBatch`, and for PPO :class:`AdvantagesFromTrainBatch` after it."""
+    :class:`EpisodesToTrainBatch` (packing chunks where the module accepts resets, if ``pack``),
+    and for PPO :class:`AdvantagesFromTrainBatch` after it."""
 
     def factory(input_observation_space: Any = None, input_action_space: Any = None) -> list:
-        pieces: list = [EpisodesToTrainBatch()]
+        pieces: list = [EpisodesToTrainBatch(pack=pack)]
         if algorithm == "ppo":
             pieces.append(AdvantagesFromTrainBatch(gamma=gamma, lambda_=lambda_))
         return pieces

@@ -47,6 +47,7 @@ from rmc_agents.core import as_tuple, make_core
 from rmc_agents.rl import quiet
 from rmc_agents.rl.cuda_graphs import GraphedUnroll
 from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
+from rmc_agents.rl.learner_connector import RESETS
 from rmc_agents.rl.settings import ModelSettings
 
 # EnvRunner and learner processes import this module to build the policy: quiet RLlib's start-up
@@ -92,6 +93,10 @@ def action_logits_size(space: gym.Space) -> int:
     raise UnsupportedSpaceError(
         f"action space {space} is not supported; use Discrete, MultiDiscrete or a 1-D Box"
     )
+
+
+def _device_type(module: nn.Module) -> str:
+    return next(module.parameters()).device.type
 
 
 def _mlp(sizes: list[int]) -> nn.Module:
@@ -154,6 +159,16 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         )
 
     @property
+    def accepts_resets(self) -> bool:
+        """Whether learner chunks may be packed: several episodes per chunk, the state restarted
+        where the ``resets`` column says (``rmc_agents.rl.learner_connector``). True for the cores
+        that step through time anyway (RMC, DNC) on a CPU learner; the LSTM/GRU would lose their
+        fused sequence kernel at every reset, and the RMC's CUDA graphs need chunks without."""
+        if self.core_name not in ("rmc", "dnc"):
+            return False
+        return not (self._graphed_unroll is not None and _device_type(self) == "cuda")
+
+    @property
     def graphed_unroll(self) -> GraphedUnroll | None:
         """The RMC's CUDA-graph unroll (its ``graphs`` and ``failed`` report what happened), or
         None: another core, ``cuda_graphs: false``, or turned off by :meth:`disable_cuda_graphs`."""
@@ -201,10 +216,11 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         )
         feats = encoder(flat_obs)
         feats = feats.reshape(b, t, *feats.shape[1:])
-        if self._graphed_unroll is not None and not target:
+        resets = batch.get(RESETS)  # packed learner chunks only (see accepts_resets)
+        if self._graphed_unroll is not None and not target and resets is None:
             outputs, state = self._graphed_unroll(feats, self._state_in(batch))
         else:
-            outputs, state = core.unroll(feats, self._state_in(batch), resets=None)
+            outputs, state = core.unroll(feats, self._state_in(batch), resets=resets)
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
         return outputs, state_out
 

@@ -132,6 +132,10 @@ class TrainingSettings:
     # episodes -> train batch on the learner: one_pass (rmc_agents.rl.learner_connector) or
     # rllib (RLlib's stock pieces; the same batch, about 20x the CPU time)
     learner_pipeline: Literal["one_pass", "rllib"] = "one_pass"
+    # one_pass only: fresh episodes fill the tails of other episodes' learner chunks (fewer
+    # chunks, the same loss and gradients) where the model restarts its state at a reset inside a
+    # chunk: the RMC and DNC, but not with the RMC's CUDA graphs on a GPU learner
+    pack_chunks: bool = True
     # rewards times this in the loss (the value function predicts scaled returns); null: 0.1 on
     # Mini-Pacman (regular-mode returns reach ~100), 1 elsewhere (see default_reward_scale)
     reward_scale: float | None = None

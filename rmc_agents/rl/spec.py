@@ -90,13 +90,18 @@ def learner_class(algo: str = "impala") -> type:
     return LEARNERS[algo]
 
 
-def learner_pipeline(algo: str = "impala", gamma: float = 0.99, lambda_: float = 1.0) -> Any:
+def learner_pipeline(
+    algo: str = "impala", gamma: float = 0.99, lambda_: float = 1.0, pack: bool = True
+) -> Any:
     """A ``learner_connector`` factory for ``config.learners(...)`` that builds the train batch in
     one pass (:mod:`rmc_agents.rl.learner_connector`); give it with
     ``add_default_connectors_to_learner_pipeline=False``, as it replaces RLlib's default pieces.
-    For ``ppo`` it computes GAE too: pass the config's ``gamma`` and ``lambda_``."""
+    For ``ppo`` it computes GAE too: pass the config's ``gamma`` and ``lambda_``. ``pack``: fresh
+    episodes fill the tails of other episodes' chunks where the module restarts its state at the
+    ``resets`` column (this project's module with the RMC or DNC core; other modules get RLlib's
+    layout whatever ``pack`` says)."""
     from rmc_agents.rl import learner_connector
 
     if algo not in ALGOS:
         raise ValueError(f"learner_pipeline: algo must be one of {ALGOS}, got {algo!r}")
-    return learner_connector.learner_pipeline(algo, gamma, lambda_)
+    return learner_connector.learner_pipeline(algo, gamma, lambda_, pack=pack)

@@ -18,15 +18,18 @@ import torch
 import tree
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation, LearnerConnectorPipeline
 from ray.rllib.core import DEFAULT_MODULE_ID
+from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 from rmc_agents.rl.algorithms import build_algo_config
 from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.learner_connector import (
+    RESETS,
     AdvantagesFromTrainBatch,
     EpisodesToTrainBatch,
     learner_module,
+    pack_episodes,
     stock_learner_pieces,
 )
 from rmc_agents.rl.settings import ModelSettings, RunSettings
@@ -224,9 +227,178 @@ def test_ppo_advantages_equal_rllibs_gae(core, max_seq_len):
             assert (
                 got[column].shape == want[column].shape and got[column].dtype == want[column].dtype
             )
-            np.testing.assert_allclose(got[column], want[column], rtol=1e-5, atol=1e-5)
+        real = want[Columns.LOSS_MASK].bool()
+        np.testing.assert_allclose(
+            got["value_targets"][real], want["value_targets"][real], rtol=1e-5, atol=1e-5
+        )
+        # RLlib standardises the advantages over the bootstrap rows too; ours over the real steps:
+        # RLlib's, standardised again over the real steps, are ours.
+        restandardised = _standardised(want["advantages"][real])
+        np.testing.assert_allclose(got["advantages"][real], restandardised, rtol=1e-4, atol=1e-5)
+        assert abs(float(got["advantages"][real].mean())) < 1e-5
+        assert abs(float(got["advantages"][real].std(unbiased=False)) - 1) < 1e-4
         assert got["advantages"].abs().sum() > 0
         _assert_same_batch(
             {k: v for k, v in got.items() if k not in ("advantages", "value_targets")},
             {k: v for k, v in want.items() if k not in ("advantages", "value_targets")},
+        )
+
+
+# ------------------------------------------------------------------------------- packed chunks
+
+
+def _standardised(x: torch.Tensor) -> torch.Tensor:
+    return (x - x.mean()) / max(1e-4, float(x.std(unbiased=False)))
+
+
+def _stock_places(rows: np.ndarray, m: int) -> np.ndarray:
+    """RLlib's layout: every episode from the start of a chunk of its own."""
+    return np.concatenate([[0], np.cumsum(-(-rows // m) * m)[:-1]])
+
+
+def _positions(episodes: list, places: np.ndarray) -> np.ndarray:
+    """Flat [chunks * m] position of every episode row (its steps and its bootstrap row), in
+    episode order."""
+    return np.concatenate([p + np.arange(len(e) + 1) for e, p in zip(episodes, places)])
+
+
+def test_pack_episodes_layout():
+    m = 6
+    rows = np.array([4, 3, 2, 7, 5, 1, 3])
+    fresh = np.array([False, True, True, False, True, True, True])
+    place = pack_episodes(rows, fresh, m)
+    # Continuing episodes (0, 3) start chunks, as in RLlib's layout, and leave tails of 2 and 5
+    # rows. Longest fresh episode first, best fit: 4 (5 rows) fills episode 3's tail; 1 (3 rows)
+    # fits no tail and opens a chunk, whose tail takes 6 (3 rows); 2 (2 rows) fills episode 0's
+    # tail; 5 (1 row) opens a chunk.
+    assert place.tolist() == [0, 18, 4, 6, 13, 24, 21]
+    occupied = np.concatenate([p + np.arange(r) for p, r in zip(place, rows)])
+    assert len(set(occupied.tolist())) == rows.sum()  # no row is used twice
+    # Every chunk's rows are a prefix of it: gaps only at chunk ends.
+    chunks = -(-(occupied.max() + 1) // m)
+    used = np.zeros((chunks, m), dtype=bool)
+    used[occupied // m, occupied % m] = True
+    assert (np.diff(used.astype(int), axis=1) <= 0).all()
+    assert chunks == 5 < -(-rows // m).sum()  # RLlib's layout: these 7 episodes in 8 chunks
+    # Every episode is cut where RLlib's layout cuts it: fresh ones that fit stay in one chunk,
+    # the others start a chunk.
+    assert all(((p + r - 1) // m == p // m) or p % m == 0 for p, r in zip(place, rows))
+    # Only fresh episodes: chunks of their own, tails filled.
+    assert pack_episodes(np.array([3, 3, 2, 1]), np.ones(4, dtype=bool), 4).tolist() == [0, 4, 8, 3]
+
+
+def test_pack_episodes_with_nothing_that_fits_a_tail_is_rllibs_layout():
+    rows = np.array([3, 9, 1, 5])
+    fresh = np.array([False, False, False, True])  # (the fresh one is longer than a chunk)
+    np.testing.assert_array_equal(pack_episodes(rows, fresh, 4), _stock_places(rows, 4))
+
+
+@pytest.mark.parametrize(
+    "env, algo, core, fragment",
+    [
+        ("MiniPacman-Viewport-v0", "impala", "rmc", 12),
+        ("CartPole-v1", "impala", "rmc", 25),
+        ("CartPole-v1", "appo", "rmc", 25),  # the target network's unroll too
+        ("CartPole-v1", "impala", "dnc", 25),
+    ],
+)
+def test_packed_chunks_give_the_loss_and_gradients_of_rllibs_layout(env, algo, core, fragment):
+    m = 8
+    run = RunSettings(
+        env=env, algo=algo, model=ModelSettings(core=core, max_seq_len=m, **_SMALL), seed=5
+    )
+    run.resources.num_env_runners = 0
+    run.resources.envs_per_runner = 8
+    run.training.rollout_fragment_length = fragment
+    config = build_algo_config(run)
+    runner = LeanEnvRunner(config=config)
+    try:
+        learner = config.build_learner_group(env=runner.env)._learner
+        groups = _sample(runner, 4, fragment * 8)
+    finally:
+        runner.stop()
+    multi, mid = learner.module, DEFAULT_MODULE_ID
+    params = [p for p in multi[mid].parameters() if p.requires_grad]
+    assert multi[mid].accepts_resets
+    seen = {"reset_inside": 0, "multi_chunk": 0, "saved": 0}
+    for blob in groups:
+        episodes = pickle.loads(blob)
+        rows = np.array([len(e) + 1 for e in episodes])
+        fresh = np.array([e.t_started == 0 for e in episodes])
+        packed = EpisodesToTrainBatch(pack=True)(
+            rl_module=multi, batch={}, episodes=episodes, shared_data={}
+        )[mid]
+        stock = _stock()(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data={})[
+            mid
+        ]
+        resets = packed.pop(RESETS)
+        place = pack_episodes(rows, fresh, m)
+        assert resets.shape == packed[Columns.LOSS_MASK].shape
+        np.testing.assert_array_equal(np.flatnonzero(resets.numpy().ravel()), np.sort(place[fresh]))
+        seen["reset_inside"] += int((place[fresh] % m != 0).sum())
+        seen["multi_chunk"] += int((rows > m).sum())
+        seen["saved"] += len(stock[Columns.SEQ_LENS]) - len(packed[Columns.SEQ_LENS])
+        assert set(packed) == set(stock)
+        got_at, want_at = _positions(episodes, place), _positions(episodes, _stock_places(rows, m))
+        for column in (Columns.OBS, Columns.ACTIONS, Columns.REWARDS, Columns.LOSS_MASK):
+            for g, w in zip(tree.flatten(packed[column]), tree.flatten(stock[column])):
+                assert torch.equal(g.flatten(0, 1)[got_at], w.flatten(0, 1)[want_at]), column
+        assert packed[Columns.LOSS_MASK].sum() == stock[Columns.LOSS_MASK].sum()
+        packed[RESETS] = resets
+        results = []
+        for batch, at in ((packed, got_at), (stock, want_at)):
+            module_config = learner.config.get_config_for_module(mid)
+            fwd = multi[mid].forward_train(batch)
+            loss = learner.compute_loss_for_module(
+                module_id=mid, config=module_config, batch=batch, fwd_out=fwd
+            )
+            logits = fwd[Columns.ACTION_DIST_INPUTS].flatten(0, 1)[at]
+            results.append((loss, logits, torch.autograd.grad(loss, params)))
+        (loss, logits, grads), (want_loss, want_logits, want_grads) = results
+        torch.testing.assert_close(logits, want_logits, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+        for g, w in zip(grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+    # The samples held what the comparison is meant to cover.
+    assert seen["reset_inside"] and seen["multi_chunk"] and seen["saved"] > 0
+
+
+def test_packed_ppo_advantages_equal_rllibs_gae():
+    m, gamma, lambda_ = 6, 0.97, 0.9
+    runner = _runner("CartPole-v1", "rmc", m, 25)
+    try:
+        multi = _learner_module(runner)
+        groups = _sample(runner, 2, 100)
+    finally:
+        runner.stop()
+    ours = LearnerConnectorPipeline(
+        connectors=[
+            EpisodesToTrainBatch(pack=True),
+            AdvantagesFromTrainBatch(gamma=gamma, lambda_=lambda_),
+        ]
+    )
+    stock = _stock(GeneralAdvantageEstimation(gamma=gamma, lambda_=lambda_))
+    for blob in groups:
+        episodes = pickle.loads(blob)
+        rows = np.array([len(e) + 1 for e in episodes])
+        place = pack_episodes(rows, np.array([e.t_started == 0 for e in episodes]), m)
+        got = ours(rl_module=multi, batch={}, episodes=episodes, shared_data={})[DEFAULT_MODULE_ID]
+        want = stock(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data={})
+        want = want[DEFAULT_MODULE_ID]
+        assert got["advantages"].shape[0] < want["advantages"].shape[0]
+        got_at, want_at = _positions(episodes, place), _positions(episodes, _stock_places(rows, m))
+        real = want[Columns.LOSS_MASK].flatten()[want_at]
+        assert torch.equal(got[Columns.LOSS_MASK].flatten()[got_at], real)
+        got_at, want_at = got_at[real.numpy()], want_at[real.numpy()]
+        np.testing.assert_allclose(
+            got["value_targets"].flatten()[got_at],
+            want["value_targets"].flatten()[want_at],
+            rtol=1e-5,
+            atol=1e-5,
+        )
+        np.testing.assert_allclose(
+            got["advantages"].flatten()[got_at],
+            _standardised(want["advantages"].flatten()[want_at]),
+            rtol=1e-4,
+            atol=1e-5,
         )

@@ -259,7 +259,9 @@ def _stock_places(rows: np.ndarray, m: int) -> np.ndarray:
 def _positions(episodes: list, places: np.ndarray) -> np.ndarray:
     """Flat [chunks * m] position of every episode row (its steps and its bootstrap row), in
     episode order."""
-    return np.concatenate([p + np.arange(len(e) + 1) for e, p in zip(episodes, places)])
+    return np.concatenate(
+        [p + np.arange(len(e) + 1) for e, p in zip(episodes, places, strict=True)]
+    )
 
 
 def test_pack_episodes_layout():
@@ -272,7 +274,7 @@ def test_pack_episodes_layout():
     # fits no tail and opens a chunk, whose tail takes 6 (3 rows); 2 (2 rows) fills episode 0's
     # tail; 5 (1 row) opens a chunk.
     assert place.tolist() == [0, 18, 4, 6, 13, 24, 21]
-    occupied = np.concatenate([p + np.arange(r) for p, r in zip(place, rows)])
+    occupied = np.concatenate([p + np.arange(r) for p, r in zip(place, rows, strict=True)])
     assert len(set(occupied.tolist())) == rows.sum()  # no row is used twice
     # Every chunk's rows are a prefix of it: gaps only at chunk ends.
     chunks = -(-(occupied.max() + 1) // m)
@@ -282,7 +284,7 @@ def test_pack_episodes_layout():
     assert chunks == 5 < -(-rows // m).sum()  # RLlib's layout: these 7 episodes in 8 chunks
     # Every episode is cut where RLlib's layout cuts it: fresh ones that fit stay in one chunk,
     # the others start a chunk.
-    assert all(((p + r - 1) // m == p // m) or p % m == 0 for p, r in zip(place, rows))
+    assert all(((p + r - 1) // m == p // m) or p % m == 0 for p, r in zip(place, rows, strict=True))
     # Only fresh episodes: chunks of their own, tails filled.
     assert pack_episodes(np.array([3, 3, 2, 1]), np.ones(4, dtype=bool), 4).tolist() == [0, 4, 8, 3]
 
@@ -341,7 +343,7 @@ def test_packed_chunks_give_the_loss_and_gradients_of_rllibs_layout(env, algo, c
         assert set(packed) == set(stock)
         got_at, want_at = _positions(episodes, place), _positions(episodes, _stock_places(rows, m))
         for column in (Columns.OBS, Columns.ACTIONS, Columns.REWARDS, Columns.LOSS_MASK):
-            for g, w in zip(tree.flatten(packed[column]), tree.flatten(stock[column])):
+            for g, w in zip(tree.flatten(packed[column]), tree.flatten(stock[column]), strict=True):
                 assert torch.equal(g.flatten(0, 1)[got_at], w.flatten(0, 1)[want_at]), column
         assert packed[Columns.LOSS_MASK].sum() == stock[Columns.LOSS_MASK].sum()
         packed[RESETS] = resets

@@ -152,6 +152,7 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             "rmsprop_eps": tr.rmsprop_eps,
             "vtrace": tr.vtrace,
             "reward_scale": run.reward_scale,
+            "keep_freed_memory": run.resources.keep_freed_memory,
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

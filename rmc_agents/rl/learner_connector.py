@@ -33,6 +33,17 @@ and RLlib's pipeline stays in use for what this piece does not cover (:meth:`cov
 episodes, episodes still in lists, a batch that earlier pieces already filled, an episode without
 steps, a stateful episode without recorded states).
 
+**Packed chunks** (``pack=True``, the default of :func:`learner_pipeline`): RLlib's layout starts
+every episode at a chunk of its own, so an episode that ends inside a sampled fragment leaves its
+chunk's tail as padding, and the learner's forward and backward pass run over it all the same: on
+Mini-Pacman's default batch (32 envs x 20 steps, chunks of 22) the 640 steps took 41-49 chunks where
+32 would hold them, at the paper's size (32 x 40, chunks of 42) 53-60. :func:`pack_episodes` puts
+fresh episodes (those that start at their first step, from the initial state) into those tails; a
+``resets`` column marks where each starts and the module restarts its state there. Every episode is
+cut at the same steps as in RLlib's layout, so the forward pass, the loss and the gradients are the
+same (``tests/rl/test_learner_connector.py`` compares them), with fewer chunks. Only modules that
+say they honour the column (``accepts_resets``) get packed batches.
+
 For PPO, :class:`AdvantagesFromTrainBatch` follows (RLlib's ``GeneralAdvantageEstimation`` reads the
 episodes' lengths after they were extended): values from the module on the whole batch, RLlib's own
 ``compute_value_targets`` on the valid rows, advantages standardised, both put back into the chunks.

@@ -11,8 +11,10 @@ state). On the EnvRunner RLlib feeds one step (``T = 1``) and the last ``STATE_O
 (or the initial state at an episode start) as ``STATE_IN``; on the Learner it feeds chunks of up to
 ``max_seq_len`` steps, each inside one episode, zero-padded at the end, with the state recorded at
 the chunk's first step as ``STATE_IN``. Both paths run the same :meth:`_unroll`, which calls
-``core.unroll`` over the time dimension. A chunk never crosses an episode start (RLlib cuts chunks
-per episode), so the learner path needs no reset inside a chunk: ``resets`` is passed as ``None``.
+``core.unroll`` over the time dimension. In RLlib's layout a chunk never crosses an episode start;
+this project's learner connector packs fresh episodes into the tails of other episodes' chunks
+where the module :attr:`~RecurrentAgentModule.accepts_resets` (the RMC and DNC), with a ``resets``
+column that marks where each one starts: the core restarts from its initial state there.
 
 Previous action and reward, when asked for (``prev_action``/``prev_reward`` in the model config),
 come from RLlib's ``PrevActionsPrevRewards`` env-to-module connector (added by the config builder),

@@ -21,6 +21,7 @@ import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from torch.optim import Optimizer
 
+from rmc_agents.rl.allocator import keep_freed_memory
 from rmc_agents.rl.fault_tolerance import NonFiniteGuard
 from rmc_agents.rl.settings import OPTIMIZERS
 from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner, BootstrapVTraceLearner
@@ -101,18 +102,31 @@ class OptimizerChoice:
         )
 
 
-class AgentLearner(NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner):
+class KeepFreedMemory:
+    """Learner mixin: at ``build()``, the learner's process keeps the memory it frees for the
+    next update (:func:`rmc_agents.rl.allocator.keep_freed_memory`), unless
+    ``learner_config_dict["keep_freed_memory"]`` is False."""
+
+    def build(self, *args: Any, **kwargs: Any) -> None:
+        if (self.config.learner_config_dict or {}).get("keep_freed_memory", True):
+            keep_freed_memory()
+        super().build(*args, **kwargs)
+
+
+class AgentLearner(KeepFreedMemory, NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner):
     """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
-    (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard and a choice of
-    optimizer."""
+    (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard, a choice of
+    optimizer and freed memory kept for reuse."""
 
 
-class AgentAPPOLearner(NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner):
-    """APPO's torch learner with the same three changes as :class:`AgentLearner`."""
+class AgentAPPOLearner(
+    KeepFreedMemory, NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner
+):
+    """APPO's torch learner with the same four changes as :class:`AgentLearner`."""
 
 
-class AgentPPOLearner(NonFiniteGuard, OptimizerChoice, PPOTorchLearner):
-    """PPO's torch learner with the non-finite guard and a choice of optimizer. (PPO's targets are
+class AgentPPOLearner(KeepFreedMemory, NonFiniteGuard, OptimizerChoice, PPOTorchLearner):
+    """PPO's torch learner with the non-finite guard, a choice of optimizer and freed memory kept. (PPO's targets are
     RLlib's GAE, which bootstraps correctly at fragment cuts: tested in tests/rl/test_algos.py.)"""
 
 

@@ -249,6 +249,8 @@ class ResourceSettings:
     timeout_s_sampler_manager: float = 0.01
     requests_in_flight_per_runner: int = 1
     driver_threads: int = 1
+    # learner processes keep the memory they free for the next update (rmc_agents.rl.allocator)
+    keep_freed_memory: bool = True
     address: str | None = None
     num_cpus: int | None = None
 

@@ -267,6 +267,8 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
     step is not counted) and IMPALA's learner connector appends a bootstrap step: with
     ``max_seq_len`` below ``rollout_fragment_length + 2`` most fragments would spill one or two
     steps into a second, almost empty chunk, and the learner would do about twice the work.
+    (RLlib's layout, one episode per chunk, ``training.pack_chunks: false``; packed, episodes that
+    start inside a fragment share chunks, so there are fewer chunks than fragments.)
     """
     from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 
@@ -277,6 +279,7 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
     run.model.mem_slots, run.model.head_size, run.model.num_heads = 2, 8, 2
     run.resources.num_env_runners = 0
     run.resources.envs_per_runner = 8
+    run.training.pack_chunks = False
     assert run.model.max_seq_len == run.training.rollout_fragment_length + 2
     config = build_algo_config(run)
     runner = SingleAgentEnvRunner(config=config)
@@ -303,6 +306,18 @@ def test_default_max_seq_len_gives_one_learner_chunk_per_fragment():
         assert len(seq_lens) == len(episodes)  # one chunk per fragment, none spilled
         assert seq_lens.sum() == sum(n + 1 for n in lengths)  # + the bootstrap step
         assert batch[Columns.OBS].shape[1] == run.model.max_seq_len
+        run.training.pack_chunks = True
+        packed = build_algo_config(run).build_learner_connector(
+            runner.env.single_observation_space, runner.env.single_action_space
+        )(
+            rl_module=spec.build(),
+            batch={},
+            episodes=[e.to_numpy() for e in episodes],
+            explore=False,
+            shared_data={},
+        )
+        assert packed[Columns.SEQ_LENS].sum() == seq_lens.sum()
+        assert len(packed[Columns.SEQ_LENS]) < len(seq_lens)  # (episodes ended in fragments)
     finally:
         runner.stop()
 

@@ -351,8 +351,7 @@ class RelationalMemory(nn.Module):
         if inputs is None and self._fold_input_qkv:
             # qkv(proj(x)) is one affine map of x: with few input features (image cells) the
             # folded [qkv_size, input_size] weight costs a fraction of the two products per row.
-            weight = first.qkv.weight @ proj.weight
-            bias = torch.addmv(first.qkv.bias, first.qkv.weight, proj.bias)
+            weight, bias = self._folded_qkv()
             input_qkv = first.qkv_norm(F.linear(rows, weight, bias))
         else:
             input_qkv = first.project_qkv(proj(rows) if inputs is None else inputs)
@@ -363,6 +362,31 @@ class RelationalMemory(nn.Module):
             gate_inputs = self.gate_inputs(mean_input)
             gate_inputs = gate_inputs + self._gate_bias.to(gate_inputs.dtype)
         return inputs, input_qkv, gate_inputs
+
+    def _folded_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input projection folded into the first block's qkv Linear: ``(weight, bias)``.
+
+        Without gradients (acting) the product is kept until a weight changes (a new tensor, an
+        in-place update or a loaded state bumps its version), so an EnvRunner computes it once per
+        weight sync instead of at every step."""
+        qkv, proj = self.blocks[0].qkv, self.input_projection
+        params = (qkv.weight, qkv.bias, proj.weight, proj.bias)
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return qkv.weight @ proj.weight, torch.addmv(qkv.bias, qkv.weight, proj.bias)
+        # The cache holds the weights it was made from (so their memory cannot be reused by other
+        # tensors) and their version counters (shared with the parameters).
+        cached = self.__dict__.get("_folded")
+        if cached is None or not all(
+            held.data_ptr() == p.data_ptr() and held.dtype == p.dtype and version == p._version
+            for held, version, p in zip(cached[0], cached[1], params, strict=True)
+        ):
+            with torch.no_grad():
+                weight = qkv.weight @ proj.weight
+                bias = torch.addmv(qkv.bias, qkv.weight, proj.bias)
+            held = tuple(p.detach() for p in params)
+            cached = (held, tuple(p._version for p in params), weight, bias)
+            self.__dict__["_folded"] = cached
+        return cached[2], cached[3]
 
     def _step(
         self,

@@ -474,3 +474,45 @@ def test_a_malformed_state_is_refused():
         ValueError, match=r"^state for the RMC must be a tuple of one tensor \(the memory\)$"
     ):
         module.from_tuple((torch.zeros(1), torch.zeros(1)))
+
+
+def test_acting_reuses_the_folded_input_weights_until_a_weight_changes():
+    """Without gradients the folded input projection is cached; every way a weight changes (an
+    optimizer step, a loaded state, new tensors) gives the new function at once."""
+    torch.manual_seed(0)
+    core = RelationalMemory(5, 2, 4, 2, 1, gate_style="memory")
+    assert core._fold_input_qkv
+    xs, state = torch.randn(3, 2, 4, 5), core.initial_state(3)
+
+    def act() -> torch.Tensor:
+        with torch.no_grad():
+            return core.unroll(xs, state)[0]
+
+    def fresh() -> torch.Tensor:  # with gradients on: never cached
+        return core.unroll(xs, state)[0].detach()
+
+    act()
+    # A new tensor whose version counter equals the replaced one's:
+    replaced, new = core.input_projection.weight, torch.nn.Parameter(torch.randn(8, 5))
+    with torch.no_grad():
+        while new._version < replaced._version:
+            new.mul_(1.0)
+    assert new._version == replaced._version
+    core.input_projection.weight = new
+    first = act()
+    assert torch.equal(act(), first) and "_folded" in core.__dict__
+    torch.testing.assert_close(first, fresh())
+    optimizer = torch.optim.SGD(core.parameters(), lr=0.5)
+    core.unroll(xs, state)[0].square().sum().backward()
+    optimizer.step()  # in-place update of every weight
+    stepped = act()
+    assert not torch.allclose(stepped, first)
+    torch.testing.assert_close(stepped, fresh())
+    other = RelationalMemory(5, 2, 4, 2, 1, gate_style="memory")
+    core.load_state_dict(other.state_dict())  # copied in place
+    torch.testing.assert_close(act(), other.unroll(xs, state)[0].detach())
+    core.input_projection.weight = torch.nn.Parameter(torch.randn(8, 5))  # a new tensor
+    torch.testing.assert_close(act(), fresh())
+    core.double()  # new tensors of another dtype
+    xs, state = xs.double(), state.double()
+    torch.testing.assert_close(act(), fresh())

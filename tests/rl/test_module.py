@@ -105,6 +105,30 @@ def test_image_cells_enter_the_rmc_as_rows_with_coordinates():
     assert flat.num_rows == 0 and flat.out_size == 12 * 26
 
 
+def test_image_torso_is_two_by_two_convolutions_with_relus():
+    """The torso's cells equal torch's ``conv2d`` with the torso's own weights, ReLU after each
+    layer, in row-major cell order, with their x/y coordinates last (values and gradients)."""
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, (7, 6, 3), np.uint8)
+    enc = build_encoder(space, conv_channels=[12, 24, 8], rows=True)
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [12, 24, 8]
+    x = torch.randint(0, 256, (5, 7, 6, 3))
+    got = enc(x)
+    y = x.float().permute(0, 3, 1, 2) / 255.0
+    for conv in convs:
+        y = torch.relu(torch.nn.functional.conv2d(y, conv.weight, conv.bias))
+    cells = y.flatten(2).transpose(1, 2)  # [N, 4 * 3, 8], row-major
+    assert got.shape == (5, 4 * 3, 8 + 2)
+    torch.testing.assert_close(got[..., :8], cells)
+    got[..., :8].square().sum().backward()
+    want = [p.grad.clone() for p in enc.parameters()]
+    enc.zero_grad()
+    cells.square().sum().backward()
+    for g, w in zip(want, [p.grad for p in enc.parameters()], strict=True):
+        torch.testing.assert_close(g, w)
+
+
 def test_one_hot_encoding_of_discrete_parts():
     enc = build_encoder(gym.spaces.MultiDiscrete([2, 3]), mlp_hiddens=())
     out = enc(torch.tensor([[1, 2], [0, 0]]))

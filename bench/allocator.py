@@ -37,54 +37,25 @@ def _status_mb(key: str) -> float:
 
 def worker(config: str | None, env: str, keep: bool, batches: int, updates: int) -> dict:
     """One side, in this process: ms per learner update and resident memory in MB."""
-    import pickle
-
     import torch
-    from ray.rllib.core.learner.learner import Learner
-    from ray.rllib.core.learner.training_data import TrainingData
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
     from rmc_agents.config import load_config
-    from rmc_agents.rl.algorithms import build_algo_config
-    from rmc_agents.rl.env_runner import LeanEnvRunner
     from rmc_agents.rl.settings import RunSettings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from learner_pipeline import learner_and_batches, learner_update
 
     torch.set_num_threads(1)
     overrides = {"env": env, "resources.num_env_runners": 0, "resources.keep_freed_memory": keep}
     run = load_config(RunSettings, config, overrides=overrides, skip_none=False)
-    algo_config = build_algo_config(run)
-    runner = LeanEnvRunner(config=algo_config)
-    try:
-        learner = algo_config.build_learner_group(env=runner.env)._learner
-        blobs = []
-        for i in range(batches):
-            torch.manual_seed(i)
-            episodes = runner.sample(num_timesteps=run.train_batch_size)
-            blobs.append(pickle.dumps([e.to_numpy() for e in episodes]))
-    finally:
-        runner.stop()
-
-    def update(blob: bytes) -> None:
-        episodes = pickle.loads(blob)
-        batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes)
-        data = MultiAgentBatch(
-            {mid: SampleBatch(cols, _zero_padded=True) for mid, cols in batch.items()},
-            env_steps=sum(len(e) for e in episodes),
-        )
-        Learner.update(
-            learner,
-            training_data=TrainingData(batch=data),
-            timesteps={"num_env_steps_sampled_lifetime": 0},
-            _no_metrics_reduce=True,
-        )
-
+    learner, blobs = learner_and_batches(run, batches)
+    connector = learner._learner_connector  # the run's: one pass, packed chunks
     for blob in blobs:  # warm-up
-        update(blob)
+        learner_update(learner, connector, blob)
     spent = 0.0
     for i in range(updates):
-        blob = blobs[i % len(blobs)]
         start = time.perf_counter()
-        update(blob)
+        learner_update(learner, connector, blobs[i % len(blobs)])
         spent += time.perf_counter() - start
     return {
         "ms_per_update": spent / updates * 1e3,

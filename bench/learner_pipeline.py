@@ -87,19 +87,13 @@ def time_pipelines(groups: list[bytes], multi, repeats: int) -> dict[str, float]
     return {name: s / steps for name, s in spent.items()}
 
 
-def update_cost(run, batches: int, repeats: int) -> dict[str, float]:
-    """Part 2: one learner update (batch building, forward, loss, backward, optimizer step) per
-    sampled batch, with the chunks packed and in RLlib's layout, taking turns in one process.
-
-    Returns milliseconds per update and chunks per batch of each layout.
-    """
+def learner_and_batches(run, batches: int) -> tuple[object, list[bytes]]:
+    """A learner built in this process from the run's settings, and ``batches`` pickled lists of
+    sampled episodes (one ``sample()`` of a train batch each, seeded)."""
     import torch
-    from ray.rllib.core.learner.learner import Learner
-    from ray.rllib.core.learner.training_data import TrainingData
 
     from rmc_agents.rl.algorithms import build_algo_config
     from rmc_agents.rl.env_runner import LeanEnvRunner
-    from rmc_agents.rl.learner_connector import EpisodesToTrainBatch
 
     config = build_algo_config(run)
     runner = LeanEnvRunner(config=config)
@@ -112,38 +106,56 @@ def update_cost(run, batches: int, repeats: int) -> dict[str, float]:
             groups.append(pickle.dumps([e.to_numpy() for e in episodes]))
     finally:
         runner.stop()
+    return learner, groups
+
+
+def learner_update(learner, connector, blob: bytes) -> int:
+    """One learner update (batch building with ``connector``, forward, loss, backward, optimizer
+    step) on the pickled episodes ``blob``; returns the batch's chunks."""
+    from ray.rllib.core.learner.learner import Learner
+    from ray.rllib.core.learner.training_data import TrainingData
+    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+
+    episodes = pickle.loads(blob)
+    batch = connector(rl_module=learner.module, batch={}, episodes=episodes)
+    data = MultiAgentBatch(
+        {mid: SampleBatch(cols, _zero_padded=True) for mid, cols in batch.items()},
+        env_steps=sum(len(e) for e in episodes),
+    )
+    Learner.update(
+        learner,
+        training_data=TrainingData(batch=data),
+        timesteps={"num_env_steps_sampled_lifetime": 0},
+        _no_metrics_reduce=True,
+    )
+    return len(next(iter(batch.values()))["seq_lens"])
+
+
+def update_cost(run, batches: int, repeats: int) -> dict[str, float]:
+    """Part 2: one learner update (batch building, forward, loss, backward, optimizer step) per
+    sampled batch, with the chunks packed and in RLlib's layout, taking turns in one process.
+
+    Returns milliseconds per update and chunks per batch of each layout.
+    """
+    from rmc_agents.rl.learner_connector import EpisodesToTrainBatch
+
+    learner, groups = learner_and_batches(run, batches)
     layouts = {"packed": EpisodesToTrainBatch(pack=True), "rllib": EpisodesToTrainBatch(pack=False)}
     spent, chunks, updates = dict.fromkeys(layouts, 0.0), dict.fromkeys(layouts, 0), 0
     for rep in range(repeats + 1):  # the first pass warms up
         for blob in groups:
             for name, connector in layouts.items():
-                episodes = pickle.loads(blob)
                 t0 = time.perf_counter()
-                batch = connector(rl_module=learner.module, batch={}, episodes=episodes)
-                Learner.update(
-                    learner,
-                    training_data=TrainingData(batch=_multi_agent(batch, episodes)),
-                    timesteps={"num_env_steps_sampled_lifetime": 0},
-                    _no_metrics_reduce=True,
-                )
+                n = learner_update(learner, connector, blob)
                 if rep:
                     spent[name] += time.perf_counter() - t0
-                    chunks[name] += len(next(iter(batch.values()))["seq_lens"])
+                    chunks[name] += n
             updates += bool(rep)
     assert all(c.fallbacks == 0 for c in layouts.values())
     return {
         **{f"{name}_ms": spent[name] / updates * 1e3 for name in layouts},
         **{f"{name}_chunks": chunks[name] / updates for name in layouts},
     }
-
-
-def _multi_agent(batch: dict, episodes: list):
-    from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
-
-    return MultiAgentBatch(
-        {mid: SampleBatch(data, _zero_padded=True) for mid, data in batch.items()},
-        env_steps=sum(len(e) for e in episodes),
-    )
 
 
 def train_throughput(base_overrides: dict, config: str | None, seconds: float, rounds: int):

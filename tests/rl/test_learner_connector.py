@@ -29,6 +29,7 @@ from rmc_agents.rl.learner_connector import (
     AdvantagesFromTrainBatch,
     EpisodesToTrainBatch,
     learner_module,
+    learner_pipeline,
     pack_episodes,
     stock_learner_pieces,
 )
@@ -200,6 +201,94 @@ def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
     again = ours(rl_module=multi, batch={}, episodes=numpy_episodes, shared_data={})
     assert ours.fallbacks == 1
     _assert_same_batch(again[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+
+
+def test_covers_each_case_it_hands_over():
+    runner = _runner("CartPole-v1", "gru", 7, 25)
+    try:
+        multi = _learner_module(runner)
+        (blob,) = _sample(runner, 1, 50)
+    finally:
+        runner.stop()
+    covers = EpisodesToTrainBatch.covers
+
+    def episodes() -> list:
+        return pickle.loads(blob)
+
+    assert covers(multi, {}, episodes())
+    assert covers(multi[DEFAULT_MODULE_ID], {}, episodes())  # a bare module
+    assert not covers(None, {}, episodes())
+    assert not covers(multi, {}, [])
+    assert not covers(multi, {"obs": {}}, episodes())
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    module = multi[DEFAULT_MODULE_ID]
+    spec = RLModuleSpec(
+        module_class=type(module),
+        observation_space=module.observation_space,
+        action_space=module.action_space,
+        model_config=module.model_config,
+    )
+    two = MultiRLModule(rl_module_specs={DEFAULT_MODULE_ID: spec, "other": spec})
+    assert not covers(two, {}, episodes())  # two modules
+    renamed = MultiRLModule(rl_module_specs={"other": spec})
+    assert not covers(renamed, {}, episodes())  # one module, not the default id
+
+    def one_changed(change) -> list:
+        eps = episodes()
+        change(eps[0])
+        return eps
+
+    assert not covers(multi, {}, one_changed(lambda e: setattr(e, "module_id", "p0")))
+    assert not covers(multi, {}, [*episodes(), "not an episode"])
+    empty = SingleAgentEpisode(
+        observations=[np.zeros(4, np.float32)],
+        observation_space=episodes()[0].observation_space,
+        action_space=episodes()[0].action_space,
+    ).to_numpy()
+    assert len(empty) == 0 and not covers(multi, {}, [*episodes(), empty])
+    both = one_changed(
+        lambda e: (setattr(e, "is_terminated", True), setattr(e, "is_truncated", True))
+    )
+    assert not covers(multi, {}, both)
+    no_states = one_changed(lambda e: e.extra_model_outputs.pop("state_out"))
+    assert not covers(multi, {}, no_states)
+    assert EpisodesToTrainBatch.covers(
+        _learner_module_of("mlp"), {}, _stateless_episodes_without_states()
+    )
+
+
+def _learner_module_of(core: str) -> MultiRLModule:
+    runner = _runner("CartPole-v1", core, 7, 25)
+    try:
+        return _learner_module(runner)
+    finally:
+        runner.stop()
+
+
+def _stateless_episodes_without_states() -> list:
+    runner = _runner("CartPole-v1", "mlp", 7, 25)
+    try:
+        (blob,) = _sample(runner, 1, 50)
+    finally:
+        runner.stop()
+    episodes = pickle.loads(blob)
+    assert all("state_out" not in e.extra_model_outputs for e in episodes)
+    return episodes
+
+
+@pytest.mark.parametrize("algo", ["impala", "appo", "ppo"])
+def test_learner_pipeline_pieces(algo):
+    pieces = learner_pipeline(algo, gamma=0.9, lambda_=0.8, pack=False)(None, None)
+    assert isinstance(pieces[0], EpisodesToTrainBatch) and pieces[0].pack is False
+    assert learner_pipeline(algo)(None, None)[0].pack is True
+    if algo != "ppo":
+        assert len(pieces) == 1
+        return
+    assert len(pieces) == 2 and isinstance(pieces[1], AdvantagesFromTrainBatch)
+    assert (pieces[1].gamma, pieces[1].lambda_) == (0.9, 0.8)
+    gae = learner_pipeline("ppo")(None, None)[1]
+    assert (gae.gamma, gae.lambda_) == (0.99, 1.0)  # RLlib's PPO defaults
 
 
 @pytest.mark.parametrize("core, max_seq_len", [("gru", 5), ("mlp", 22)])

@@ -126,8 +126,9 @@ class AgentAPPOLearner(
 
 
 class AgentPPOLearner(KeepFreedMemory, NonFiniteGuard, OptimizerChoice, PPOTorchLearner):
-    """PPO's torch learner with the non-finite guard, a choice of optimizer and freed memory kept. (PPO's targets are
-    RLlib's GAE, which bootstraps correctly at fragment cuts: tested in tests/rl/test_algos.py.)"""
+    """PPO's torch learner with the non-finite guard, a choice of optimizer and freed memory kept.
+    (PPO's targets are RLlib's GAE, which bootstraps correctly at fragment cuts: tested in
+    tests/rl/test_algos.py.)"""
 
 
 #: The learner class of each ``algo``.

@@ -143,13 +143,20 @@ def test_one_pass_batch_equals_rllibs_stock_pipeline(env, core, max_seq_len, fra
         assert seen["multi_chunk"]
 
 
-def test_episodes_are_read_not_changed():
-    runner = _runner("CartPole-v1", "gru", 7, 25)
+def _module_and_sample(core: str) -> tuple[MultiRLModule, bytes]:
+    """A CartPole runner's learner module (chunks of 7, fragments of 25) and one pickled sample
+    of 50 steps."""
+    runner = _runner("CartPole-v1", core, 7, 25)
     try:
         multi = _learner_module(runner)
         (blob,) = _sample(runner, 1, 50)
     finally:
         runner.stop()
+    return multi, blob
+
+
+def test_episodes_are_read_not_changed():
+    multi, blob = _module_and_sample("gru")
     episodes = pickle.loads(blob)
     before = [(e.id_, len(e), e.is_truncated, e.get_rewards().copy()) for e in episodes]
     EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=episodes, shared_data={})
@@ -179,12 +186,7 @@ def _as_lists(e) -> SingleAgentEpisode:
 
 
 def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
-    runner = _runner("CartPole-v1", "gru", 7, 25)
-    try:
-        multi = _learner_module(runner)
-        (blob,) = _sample(runner, 1, 50)
-    finally:
-        runner.stop()
+    multi, blob = _module_and_sample("gru")
     # The same episodes written out again as lists (not to_numpy()'d), from their starts.
     listed = pickle.dumps([_as_lists(e) for e in pickle.loads(blob) if e.t_started == 0])
     assert not any(e.is_numpy for e in pickle.loads(listed))
@@ -204,12 +206,7 @@ def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
 
 
 def test_covers_each_case_it_hands_over():
-    runner = _runner("CartPole-v1", "gru", 7, 25)
-    try:
-        multi = _learner_module(runner)
-        (blob,) = _sample(runner, 1, 50)
-    finally:
-        runner.stop()
+    multi, blob = _module_and_sample("gru")
     covers = EpisodesToTrainBatch.covers
 
     def episodes() -> list:
@@ -253,28 +250,10 @@ def test_covers_each_case_it_hands_over():
     assert not covers(multi, {}, both)
     no_states = one_changed(lambda e: e.extra_model_outputs.pop("state_out"))
     assert not covers(multi, {}, no_states)
-    assert EpisodesToTrainBatch.covers(
-        _learner_module_of("mlp"), {}, _stateless_episodes_without_states()
-    )
-
-
-def _learner_module_of(core: str) -> MultiRLModule:
-    runner = _runner("CartPole-v1", core, 7, 25)
-    try:
-        return _learner_module(runner)
-    finally:
-        runner.stop()
-
-
-def _stateless_episodes_without_states() -> list:
-    runner = _runner("CartPole-v1", "mlp", 7, 25)
-    try:
-        (blob,) = _sample(runner, 1, 50)
-    finally:
-        runner.stop()
-    episodes = pickle.loads(blob)
-    assert all("state_out" not in e.extra_model_outputs for e in episodes)
-    return episodes
+    stateless, blob = _module_and_sample("mlp")
+    stateless_episodes = pickle.loads(blob)
+    assert all("state_out" not in e.extra_model_outputs for e in stateless_episodes)
+    assert covers(stateless, {}, stateless_episodes)
 
 
 @pytest.mark.parametrize("algo", ["impala", "appo", "ppo"])

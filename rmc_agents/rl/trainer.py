@@ -172,6 +172,7 @@ class _Watchdog:
         self.stall_seconds = stall_seconds
         self.last_progress = time.monotonic()
         self.error: str | None = None
+        self.iterations = 0  # training iterations that returned (set by the loop)
         self._stop = threading.Event()
         self._old_hook = threading.excepthook
         self._old_handler = None
@@ -208,13 +209,24 @@ class _Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
+            if self.error is not None:  # the learner thread's own error has been raised
+                return
             if time.monotonic() - self.last_progress > self.stall_seconds:
-                self.error = (
-                    f"the learner made no progress for {self.stall_seconds:.0f} s "
-                    "(num_env_steps_trained_lifetime did not rise); see the Ray logs above"
-                )
+                self.error = self.stall_message()
                 self._fire()
                 return
+
+    def stall_message(self) -> str:
+        if self.iterations == 0:
+            return (
+                f"no training iteration finished in {self.stall_seconds:.0f} s: the EnvRunners "
+                "sampled nothing or the learner never finished an update (a slow or overloaded "
+                "machine: raise stall_seconds); see the Ray logs above"
+            )
+        return (
+            f"the learner made no progress for {self.stall_seconds:.0f} s "
+            "(num_env_steps_trained_lifetime did not rise); see the Ray logs above"
+        )
 
     def check(self) -> None:
         if self.error is not None:
@@ -612,6 +624,7 @@ def _loop(
                 t0 = time.monotonic()
                 result = algo.train()
                 watchdog.check()
+                watchdog.iterations += 1
                 row = state.observe(result, time.monotonic() - t0, algo, watchdog)
                 record.write(row)
                 line = _progress_line(row, run.stop.timesteps)

@@ -115,7 +115,6 @@ def test_a_failing_loss_stops_the_run_with_the_error(ray_cluster, tmp_path, tiny
             "stop.iterations": 50,
         },  # fmt: skip
     )
-    run.stall_seconds = 60
     with pytest.raises(
         TrainingError,
         match="the learner thread failed: RuntimeError: deliberately broken value head",

@@ -26,10 +26,13 @@ row, as ``AddOneTsToEpisodesAndTruncate`` makes them):
 
 ``tests/rl/test_learner_connector.py`` checks the result field by field (values, dtypes, shapes)
 against RLlib's pipeline on the same episodes: episodes cut by fragments, reset, terminated and
-truncated, several chunks per episode, Dict observations, stateless modules. Two deliberate
+truncated, several chunks per episode, Dict observations, stateless modules. Three deliberate
 differences: the episodes are read, not changed (RLlib's first piece appends the bootstrap step to
 each episode object), so the learner counts the steps sampled as trained, not one more per episode;
-and RLlib's pipeline stays in use for what this piece does not cover (:meth:`covers`: multi-agent
+an episode that continues an earlier fragment but kept no lookback (``episode_lookback_horizon``
+0), so that the state before its first step is lost, is refused with an error that says so
+(RLlib's pipeline fails there with an IndexError from its lookback buffer); and RLlib's pipeline
+stays in use for what this piece does not cover (:meth:`covers`: multi-agent
 episodes, episodes still in lists, a batch that earlier pieces already filled, an episode without
 steps, a stateful episode without recorded states).
 
@@ -353,10 +356,14 @@ class EpisodesToTrainBatch(ConnectorV2):
             elif buffer.lookback > 0:  # the state_out of the step before the first (lookback)
                 firsts.append(_rows(buffer, -1, 0))
             else:
-                state = episode.get_extra_model_outputs(
-                    key=Columns.STATE_OUT, indices=-1, neg_index_as_lookback=True
+                # The state before the first step is lost. (RLlib's pipeline fails here with an
+                # IndexError from inside the lookback buffer.)
+                raise ValueError(
+                    f"episode {episode.id_!r} continues from step {episode.t_started} but keeps "
+                    "no state_out from before its first step (a lookback of 0), so the state its "
+                    "first chunk starts from is unknown; keep the EnvRunners' "
+                    "episode_lookback_horizon at 1 or more (RLlib's default is 1)"
                 )
-                firsts.append(_map(lambda a: np.asarray(a)[None], state))
         first_states = _concat(firsts)
         is_first = time == 0
         if is_first.all():

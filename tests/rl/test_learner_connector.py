@@ -166,7 +166,8 @@ def test_episodes_are_read_not_changed():
         np.testing.assert_array_equal(r0, r1)
 
 
-def _as_lists(e) -> SingleAgentEpisode:
+def _as_lists(e, t_started: int = 0) -> SingleAgentEpisode:
+    """``e`` written out again as lists, without a lookback (from step ``t_started``)."""
     n = len(e)
     outputs = {}
     for key in e.extra_model_outputs:
@@ -182,6 +183,7 @@ def _as_lists(e) -> SingleAgentEpisode:
         observation_space=e.observation_space,
         action_space=e.action_space,
         len_lookback_buffer=0,
+        t_started=t_started,
     )
 
 
@@ -195,14 +197,65 @@ def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
     assert EpisodesToTrainBatch.covers(multi, {}, numpy_episodes)
     assert not EpisodesToTrainBatch.covers(multi, {"obs": {}}, numpy_episodes)  # a started batch
     ours = EpisodesToTrainBatch()
-    got = ours(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    got_shared, want_shared = {}, {}
+    got = ours(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data=got_shared)
     assert ours.fallbacks == 1
-    want = _stock()(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    want = _stock()(
+        rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data=want_shared
+    )
     _assert_same_batch(got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+    key = f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"
+    assert want_shared.get(key) is True and got_shared.get(key) is True  # handed through
     # ... and the numpy episodes give the same batch through the one pass.
     again = ours(rl_module=multi, batch={}, episodes=numpy_episodes, shared_data={})
     assert ours.fallbacks == 1
     _assert_same_batch(again[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+    ours(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    assert ours.fallbacks == 2  # counted, not flagged
+
+
+def test_a_continuing_episode_without_its_earlier_state_is_refused():
+    """A fragment that continues an episode carries the state before its first step in its
+    lookback; with ``episode_lookback_horizon`` 0 it has none. RLlib's pipeline then fails with
+    an IndexError from inside its lookback buffer (Ray 2.60); this piece refuses the batch with
+    an error that names the episode and the setting."""
+    runner = _runner("CartPole-v1", "gru", 7, 25)
+    try:
+        multi = _learner_module(runner)
+        blob = _sample(runner, 2, 50)[1]  # the second sample continues the first's episodes
+    finally:
+        runner.stop()
+    continuing = [e for e in pickle.loads(blob) if e.t_started > 0]
+    assert continuing and all(
+        e.extra_model_outputs[Columns.STATE_OUT].lookback == 1 for e in continuing
+    )
+    e = continuing[0]
+    bare = _as_lists(e, t_started=e.t_started).to_numpy()
+    assert bare.t_started == e.t_started and bare.extra_model_outputs["state_out"].lookback == 0
+    with pytest.raises(ValueError, match=r"continues from step \d+ .*episode_lookback_horizon"):
+        EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=[bare], shared_data={})
+    # With its lookback, the same fragment starts from the state recorded before it.
+    got = EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=[e], shared_data={})
+    before = e.get_extra_model_outputs("state_out", indices=-1, neg_index_as_lookback=True)
+    first = tree.map_structure(lambda a: a[0].numpy(), got[DEFAULT_MODULE_ID]["state_in"])
+    tree.map_structure(np.testing.assert_array_equal, first, before)
+
+
+def test_row_and_concat_helpers():
+    from types import SimpleNamespace
+
+    from rmc_agents.rl.learner_connector import _concat, _rows
+
+    data = np.arange(10).reshape(5, 2)
+    buffer = SimpleNamespace(data=data, lookback=2)  # rows 0-1 are the lookback
+    np.testing.assert_array_equal(_rows(buffer, -1, 2), data[1:4])
+    nested = SimpleNamespace(data={"h": data, "c": -data}, lookback=2)
+    got = _rows(nested, -2, 1)
+    np.testing.assert_array_equal(got["h"], data[0:3])
+    np.testing.assert_array_equal(got["c"], -data[0:3])
+    np.testing.assert_array_equal(_concat([data]), data)  # a single part
+    both = _concat([{"h": data[:2]}, {"h": data[2:]}])
+    np.testing.assert_array_equal(both["h"], data)
 
 
 def test_covers_each_case_it_hands_over():
@@ -270,15 +323,18 @@ def test_learner_pipeline_pieces(algo):
     assert (gae.gamma, gae.lambda_) == (0.99, 1.0)  # RLlib's PPO defaults
 
 
-@pytest.mark.parametrize("core, max_seq_len", [("gru", 5), ("mlp", 22)])
-def test_ppo_advantages_equal_rllibs_gae(core, max_seq_len):
+@pytest.mark.parametrize(
+    "core, max_seq_len, gamma, lambda_",
+    # short horizons: raw advantages with a spread below 1 (their scale must still be divided out)
+    [("gru", 5, 0.5, 0.5), ("mlp", 22, 0.97, 0.9)],
+)
+def test_ppo_advantages_equal_rllibs_gae(core, max_seq_len, gamma, lambda_):
     runner = _runner("CartPole-v1", core, max_seq_len, 25)
     try:
         multi = _learner_module(runner)
         groups = _sample(runner, 2, 100)
     finally:
         runner.stop()
-    gamma, lambda_ = 0.97, 0.9
     ours = LearnerConnectorPipeline(
         connectors=[
             EpisodesToTrainBatch(),
@@ -306,10 +362,20 @@ def test_ppo_advantages_equal_rllibs_gae(core, max_seq_len):
         assert abs(float(got["advantages"][real].mean())) < 1e-5
         assert abs(float(got["advantages"][real].std(unbiased=False)) - 1) < 1e-4
         assert got["advantages"].abs().sum() > 0
+        if Columns.SEQ_LENS in got:  # both zero in the padding
+            lens = got[Columns.SEQ_LENS]
+            padding = torch.arange(got["advantages"].shape[1])[None, :] >= lens[:, None]
+            assert padding.any()
+            assert not got["advantages"][padding].any() and not got["value_targets"][padding].any()
         _assert_same_batch(
             {k: v for k, v in got.items() if k not in ("advantages", "value_targets")},
             {k: v for k, v in want.items() if k not in ("advantages", "value_targets")},
         )
+    # A bare module (no MultiRLModule around it) gets the same columns, unwrapped.
+    bare = multi[DEFAULT_MODULE_ID]
+    got = ours(rl_module=bare, batch={}, episodes=pickle.loads(blob), shared_data={})
+    wrapped = ours(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data={})
+    _assert_same_batch(got, wrapped[DEFAULT_MODULE_ID])
 
 
 # ------------------------------------------------------------------------------- packed chunks
@@ -355,6 +421,14 @@ def test_pack_episodes_layout():
     assert all(((p + r - 1) // m == p // m) or p % m == 0 for p, r in zip(place, rows, strict=True))
     # Only fresh episodes: chunks of their own, tails filled.
     assert pack_episodes(np.array([3, 3, 2, 1]), np.ones(4, dtype=bool), 4).tolist() == [0, 4, 8, 3]
+    # Best fit, not first fit: the 2-row episode takes the later tail of 2, not the first of 5.
+    assert pack_episodes(np.array([1, 4, 2]), np.array([False, False, True]), 6).tolist() == [
+        0,
+        6,
+        10,
+    ]
+    # A fresh episode of exactly one chunk is packed (after the chunks that must start one).
+    assert pack_episodes(np.array([4, 2]), np.array([True, False]), 4).tolist() == [4, 0]
 
 
 def test_pack_episodes_with_nothing_that_fits_a_tail_is_rllibs_layout():

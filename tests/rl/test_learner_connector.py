@@ -130,8 +130,10 @@ def test_one_pass_batch_equals_rllibs_stock_pipeline(env, core, max_seq_len, fra
         want = stock(rl_module=multi, batch={}, episodes=episodes, shared_data=want_shared)
         got = ours(rl_module=multi, batch={}, episodes=pickle.loads(blob), shared_data=got_shared)
         _assert_same_batch(got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
-        key = f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"
+        key = f"_zero_padded_for_mid={DEFAULT_MODULE_ID}"  # (not for a stateless module)
         assert got_shared.get(key) == want_shared.get(key)
+        key = "_added_loss_mask_for_valid_episode_ts"
+        assert got_shared.get(key) is want_shared.get(key) is True
     assert ours.fallbacks == 0
     # The samples held what the comparison is meant to cover.
     assert seen["cut"] and seen["continued"]
@@ -210,8 +212,32 @@ def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
     again = ours(rl_module=multi, batch={}, episodes=numpy_episodes, shared_data={})
     assert ours.fallbacks == 1
     _assert_same_batch(again[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
-    ours(rl_module=multi, batch={}, episodes=pickle.loads(listed), shared_data={})
+    ours(rl_module=multi, batch={}, episodes=pickle.loads(listed))  # (no shared_data given)
     assert ours.fallbacks == 2  # counted, not flagged
+    # A batch that earlier pieces started goes to RLlib's pipeline, numpy episodes or not.
+    started = ours(
+        rl_module=multi, batch={DEFAULT_MODULE_ID: {}}, episodes=numpy_episodes, shared_data={}
+    )
+    assert ours.fallbacks == 3
+    _assert_same_batch(started[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+
+
+def test_a_module_that_does_not_say_it_accepts_resets_gets_rllibs_layout(monkeypatch):
+    from rmc_agents.rl.module import RecurrentAgentModule
+
+    multi, blob = _module_and_sample("rmc")
+    packed = EpisodesToTrainBatch(pack=True)
+    assert (
+        RESETS in packed(rl_module=multi, batch={}, episodes=pickle.loads(blob))[DEFAULT_MODULE_ID]
+    )
+    monkeypatch.delattr(RecurrentAgentModule, "accepts_resets")
+    assert not hasattr(multi[DEFAULT_MODULE_ID], "accepts_resets")
+    got = packed(rl_module=multi, batch={}, episodes=pickle.loads(blob))[DEFAULT_MODULE_ID]
+    want = EpisodesToTrainBatch(pack=False)(rl_module=multi, batch={}, episodes=pickle.loads(blob))[
+        DEFAULT_MODULE_ID
+    ]
+    assert RESETS not in got
+    _assert_same_batch(got, want)
 
 
 def test_a_continuing_episode_without_its_earlier_state_is_refused():
@@ -232,7 +258,13 @@ def test_a_continuing_episode_without_its_earlier_state_is_refused():
     e = continuing[0]
     bare = _as_lists(e, t_started=e.t_started).to_numpy()
     assert bare.t_started == e.t_started and bare.extra_model_outputs["state_out"].lookback == 0
-    with pytest.raises(ValueError, match=r"continues from step \d+ .*episode_lookback_horizon"):
+    message = (
+        rf"^episode '{bare.id_}' continues from step {e.t_started} but keeps no state_out from "
+        r"before its first step \(a lookback of 0\), so the state its first chunk starts from "
+        r"is unknown; keep the EnvRunners' episode_lookback_horizon at 1 or more \(RLlib's "
+        r"default is 1\)$"
+    )
+    with pytest.raises(ValueError, match=message):
         EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=[bare], shared_data={})
     # With its lookback, the same fragment starts from the state recorded before it.
     got = EpisodesToTrainBatch()(rl_module=multi, batch={}, episodes=[e], shared_data={})

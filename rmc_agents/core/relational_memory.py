@@ -36,6 +36,10 @@ from rmc_agents.core._validation import (
 )
 
 GATE_STYLES = ("unit", "memory", None)
+#: How queries are scaled before the dot product: ``paper`` by ``key_size ** -0.5`` (the paper's
+#: equation), ``sonnet`` by ``(2 * key_size + head_size) ** -0.5`` (Sonnet v1's code, which scales
+#: by the size of the whole per-head qkv vector; 1.73x softer at key_size = head_size).
+ATTENTION_SCALES = ("paper", "sonnet")
 
 # Below this many entries in the last axis, CPU softmax takes a slow path in torch 2.13 (measured
 # on this AVX-512 machine: [64, 4, 4, 13] took 228 us against 22 us at 16 entries).
@@ -116,6 +120,8 @@ class RelationalMemory(nn.Module):
             or ``None`` (no gating: the attended memory replaces the old one).
         attention_mlp_layers: Linear layers of width ``mem_size`` in the attention MLP.
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
+        attention_scale: ``"paper"`` (queries times ``key_size ** -0.5``) or ``"sonnet"`` (times
+            ``(2 * key_size + head_size) ** -0.5``, as Sonnet v1's code has it).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -138,6 +144,7 @@ class RelationalMemory(nn.Module):
         gate_style: str | None = "unit",
         attention_mlp_layers: int = 2,
         key_size: int | None = None,
+        attention_scale: str = "paper",
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -152,6 +159,13 @@ class RelationalMemory(nn.Module):
         self.gate_style = gate_style
         self.attention_mlp_layers = check_positive_int("attention_mlp_layers", attention_mlp_layers)
         self.key_size = head_size if key_size is None else check_positive_int("key_size", key_size)
+        if attention_scale not in ATTENTION_SCALES:
+            raise ValueError(
+                f"attention_scale must be one of {ATTENTION_SCALES}, got {attention_scale!r}"
+            )
+        self.attention_scale = attention_scale
+        scaled_by = self.key_size if attention_scale == "paper" else 2 * self.key_size + head_size
+        self._query_scale = scaled_by**-0.5
 
         self.mem_size = self.head_size * self.num_heads
         self.output_size = self.mem_slots * self.mem_size
@@ -214,7 +228,8 @@ class RelationalMemory(nn.Module):
             f"head_size={self.head_size}, num_heads={self.num_heads}, "
             f"num_blocks={self.num_blocks}, key_size={self.key_size}, "
             f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, "
-            f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}"
+            f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
+            f"attention_scale={self.attention_scale!r}"
         )
 
     # ----------------------------------------------------------------------------- public API
@@ -237,6 +252,20 @@ class RelationalMemory(nn.Module):
         batch_size = check_batch_size(batch_size)
         memory = self._initial_memory.expand(batch_size, -1, -1).clone()
         return memory if device is None else memory.to(device)
+
+    def record_gates(self, on: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Start (``on``) or stop recording the mean gate values of every step (diagnostics).
+
+        Returns, when stopping, ``(input_gate, forget_gate)``, each ``[B, T]``: the mean over slots
+        and units of each step since recording started (steps in call order; ``T`` counts
+        :meth:`unroll` steps and :meth:`forward` calls), detached; None without gating or steps.
+        """
+        record = self.__dict__.get("_gate_record")
+        self.__dict__["_gate_record"] = [] if on else None
+        if on or not record:
+            return None
+        inputs, forgets = zip(*record, strict=True)
+        return torch.stack(inputs, dim=1), torch.stack(forgets, dim=1)
 
     def from_tuple(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Inverse of :func:`rmc_agents.core.as_tuple` for this core: ``(memory,) -> memory``."""
@@ -401,6 +430,11 @@ class RelationalMemory(nn.Module):
         if gate_inputs is None:
             return attended, attention
         input_gate, forget_gate = self._create_gates(gate_inputs, memory)
+        record = self.__dict__.get("_gate_record")
+        if record is not None:
+            record.append(
+                (input_gate.detach().mean(dim=(-2, -1)), forget_gate.detach().mean(dim=(-2, -1)))
+            )
         return input_gate * torch.tanh(attended) + forget_gate * memory, attention
 
     def _attend_over_memory(
@@ -471,7 +505,7 @@ class RelationalMemory(nn.Module):
         batch, rows, _ = qkv.shape
         per_head = qkv.view(batch, rows, self.num_heads, self._head_qkv_size).transpose(1, 2)
         query, key, value = per_head.split([self.key_size, self.key_size, self.head_size], dim=-1)
-        scale = self.key_size**-0.5
+        scale = self._query_scale
         weights = None
         if return_weights:
             weights = _softmax_last(torch.matmul(query * scale, key.transpose(-2, -1)))

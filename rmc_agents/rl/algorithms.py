@@ -153,6 +153,7 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             "vtrace": tr.vtrace,
             "reward_scale": run.reward_scale,
             "keep_freed_memory": run.resources.keep_freed_memory,
+            "diagnostics_every": tr.diagnostics_every,
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

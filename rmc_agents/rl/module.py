@@ -25,6 +25,7 @@ settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 :func:`rmc_agents.core.make_core`; ``hidden_size`` for ``mlp``; empty: the default size of
 ``ModelSettings``, e.g. 4 memories x 4 heads x 32 for the RMC), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
 (``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
+``skip`` (``False``: the heads also see the torso's features beside the core's output),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
 :mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
 """
@@ -67,6 +68,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "mlp_hiddens": [64],
     "image_rows": True,
     "head_hiddens": [],
+    "skip": False,
     "max_seq_len": 22,
     "cuda_graphs": True,
 }
@@ -144,7 +146,12 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         else:
             self.core = make_core(name, in_size, **kwargs)
         out = self.core.output_size
-        head_sizes = [out, *cfg["head_hiddens"]]
+        # skip: the heads also see this step's torso features (flattened), beside the core's
+        # output. The RMC's output is its memory, so without this path every feature the policy
+        # needs now must be written into the memory (see docs/cores.md).
+        self.skip = bool(cfg.get("skip", False))
+        self.skip_size = self.encoder.out_size * max(self.encoder.num_rows, 1) if self.skip else 0
+        head_sizes = [out + self.skip_size, *cfg["head_hiddens"]]
         self.pi_torso = _mlp(head_sizes)
         self.vf_torso = _mlp(head_sizes)
         self.pi = nn.Linear(head_sizes[-1], num_logits)
@@ -209,7 +216,11 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         encoder = self._target["encoder"] if target else self.encoder
         core = self._target["core"] if target else self.core
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
-            return core(encoder(obs)), None
+            feats = encoder(obs)
+            outputs = core(feats)
+            if self.skip:
+                outputs = torch.cat([outputs, feats.reshape(feats.shape[0], -1)], dim=-1)
+            return outputs, None
         # Leaves without a shape (strings of skipped Text parts) are passed along untouched.
         first = next(x for x in tree.flatten(obs) if hasattr(x, "shape"))
         b, t = first.shape[:2]
@@ -224,6 +235,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         else:
             outputs, state = core.unroll(feats, self._state_in(batch), resets=resets)
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
+        if self.skip:
+            outputs = torch.cat([outputs, feats.reshape(b, t, -1)], dim=-1)
         return outputs, state_out
 
     def _policy(self, batch: dict[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:

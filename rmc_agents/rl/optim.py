@@ -22,6 +22,7 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from torch.optim import Optimizer
 
 from rmc_agents.rl.allocator import keep_freed_memory
+from rmc_agents.rl.diagnostics import Diagnostics
 from rmc_agents.rl.fault_tolerance import NonFiniteGuard
 from rmc_agents.rl.settings import OPTIMIZERS
 from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner, BootstrapVTraceLearner
@@ -113,20 +114,26 @@ class KeepFreedMemory:
         super().build(*args, **kwargs)
 
 
-class AgentLearner(KeepFreedMemory, NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner):
+class AgentLearner(
+    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner
+):
     """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
     (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard, a choice of
-    optimizer and freed memory kept for reuse."""
+    optimizer, freed memory kept for reuse and the diagnostics of
+    :mod:`rmc_agents.rl.diagnostics`."""
 
 
 class AgentAPPOLearner(
-    KeepFreedMemory, NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner
+    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner
 ):
-    """APPO's torch learner with the same four changes as :class:`AgentLearner`."""
+    """APPO's torch learner with the same five changes as :class:`AgentLearner`."""
 
 
-class AgentPPOLearner(KeepFreedMemory, NonFiniteGuard, OptimizerChoice, PPOTorchLearner):
-    """PPO's torch learner with the non-finite guard, a choice of optimizer and freed memory kept.
+class AgentPPOLearner(
+    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, PPOTorchLearner
+):
+    """PPO's torch learner with the non-finite guard, a choice of optimizer, freed memory kept and
+    the diagnostics.
     (PPO's targets are RLlib's GAE, which bootstraps correctly at fragment cuts: tested in
     tests/rl/test_algos.py.)"""
 

@@ -43,9 +43,12 @@ class ModelSettings:
     num_blocks: int = 1
     gate_style: Literal["unit", "memory", "none"] = "memory"
     attention_mlp_layers: int = 2
+    attention_scale: Literal["paper", "sonnet"] = "paper"  # RMC: query scale (docs/cores.md)
     hidden_size: int = 256
-    # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation
+    # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation.
+    # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
     forget_bias: float | None = 1.0
+    input_bias: float = 0.0  # RMC: the constant input-gate bias (Sonnet's 0)
     memory_size: int = 16  # DNC: memory slots (hidden_size: its LSTM controller)
     word_size: int = 16  # DNC: features per slot
     num_reads: int = 2  # DNC: read heads
@@ -53,6 +56,7 @@ class ModelSettings:
     mlp_hiddens: list[int] = field(default_factory=lambda: [64])
     image_rows: bool = True
     head_hiddens: list[int] = field(default_factory=list)
+    skip: bool = False  # the heads also see the torso's features beside the core's output
     prev_action: bool = False
     prev_reward: bool = False
     max_seq_len: int = 22  # rollout_fragment_length + 2: one learner chunk per fragment
@@ -80,6 +84,9 @@ class ModelSettings:
                 "num_blocks": self.num_blocks,
                 "gate_style": None if self.gate_style == "none" else self.gate_style,
                 "attention_mlp_layers": self.attention_mlp_layers,
+                "attention_scale": self.attention_scale,
+                "forget_bias": 1.0 if self.forget_bias is None else self.forget_bias,
+                "input_bias": self.input_bias,
             }
         if self.core == "lstm":
             return {"hidden_size": self.hidden_size, "forget_bias": self.forget_bias}
@@ -101,12 +108,30 @@ class ModelSettings:
             "mlp_hiddens": list(self.mlp_hiddens),
             "image_rows": self.image_rows,
             "head_hiddens": list(self.head_hiddens),
+            "skip": self.skip,
             "max_seq_len": self.max_seq_len,
             "cuda_graphs": self.cuda_graphs,
         }
 
 
-OPTIMIZERS = ("adam", "rmsprop")  # see rmc_agents.rl.optim
+OPTIMIZERS = ("adam", "rmsprop")
+
+#: The learner's diagnostics (rmc_agents.rl.diagnostics), each logged as
+#: ``learners/<module>/<key>`` and written to progress.csv as ``diag/<key without diag_>``.
+DIAGNOSTIC_KEYS = (
+    "diag_policy_kl",
+    "diag_log_rho",
+    "diag_rho_clipped",
+    "diag_value_ev",
+    "diag_grad_norm_torso",
+    "diag_grad_norm_core",
+    "diag_grad_norm_heads",
+    "diag_memory_rms",
+    "diag_memory_max",
+    "diag_input_gate",
+    "diag_forget_gate",
+    "diag_slot_spread",
+)  # see rmc_agents.rl.optim
 
 
 @dataclass
@@ -139,6 +164,8 @@ class TrainingSettings:
     # rewards times this in the loss (the value function predicts scaled returns); null: 0.1 on
     # Mini-Pacman (regular-mode returns reach ~100), 1 elsewhere (see default_reward_scale)
     reward_scale: float | None = None
+    # every n-th learner update logs the diag/* metrics (rmc_agents/rl/diagnostics.py); 0: off
+    diagnostics_every: int = 5
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
@@ -155,6 +182,8 @@ class TrainingSettings:
         _positive("rmsprop_eps", self.rmsprop_eps)
         if self.reward_scale is not None:
             _positive("reward_scale", self.reward_scale)
+        if self.diagnostics_every < 0:
+            raise ValueError(f"diagnostics_every must be >= 0, got {self.diagnostics_every}")
 
 
 def default_reward_scale(env: str) -> float:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rmc_agents.config import ConfigError, config_from_dict, save_config
-from rmc_agents.rl.settings import RunSettings
+from rmc_agents.rl.settings import DIAGNOSTIC_KEYS, RunSettings
 
 __all__ = ["METRIC_COLUMNS", "TrainingError", "train"]
 
@@ -53,6 +53,15 @@ METRIC_COLUMNS: dict[str, str | tuple[str, ...] | None] = {
     "entropy": "learners/default_policy/entropy",
     # mean V(x) over the batch's real steps, in the loss's units (rewards x training.reward_scale)
     "mean_value": "learners/default_policy/mean_value",
+    # rmc_agents/rl/diagnostics.py: every training.diagnostics_every-th learner update
+    **{
+        f"diag/{key[len('diag_') :]}": (
+            (f"learners/default_policy/{key}", "learners/default_policy/vf_explained_var")
+            if key == "diag_value_ev"
+            else f"learners/default_policy/{key}"
+        )
+        for key in DIAGNOSTIC_KEYS
+    },
 }
 _SAMPLED = "env_runners/num_env_steps_sampled_lifetime"
 _TRAINED = "learners/__all_modules__/num_env_steps_trained_lifetime"

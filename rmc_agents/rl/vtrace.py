@@ -51,6 +51,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.learner.learner import ENTROPY_KEY
 from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 
+from rmc_agents.rl.diagnostics import rho_value_stats
+
 __all__ = [
     "VTRACE_MODES",
     "BootstrapVTraceAPPOLearner",
@@ -221,9 +223,8 @@ class BootstrapVTraceLearner(IMPALATorchLearner):
         mask_rows = rows(loss_mask)
         target_logp_rows = rows(target_logp)
         values_rows = rows(values)
-        vs, pg_advantages = targets.vtrace(
-            target_logp_rows - rows(batch[Columns.ACTION_LOGP]), values_rows, mask_rows
-        )
+        log_rhos = target_logp_rows - rows(batch[Columns.ACTION_LOGP])
+        vs, pg_advantages = targets.vtrace(log_rhos, values_rows, mask_rows)
         # The rest is RLlib's IMPALA loss as it stands (sums over real steps, divided by their count).
         pi_loss = -torch.sum(target_logp_rows * pg_advantages * mask_rows)
         mean_pi_loss = pi_loss / size_loss_mask
@@ -243,6 +244,9 @@ class BootstrapVTraceLearner(IMPALATorchLearner):
                 ENTROPY_KEY: -mean_entropy_loss,
                 "mean_value": torch.sum(values_rows.detach() * mask_rows) / size_loss_mask,
                 "mean_vtrace_target": torch.sum(vs * mask_rows) / size_loss_mask,
+                **rho_value_stats(
+                    log_rhos, values_rows, vs, mask_rows, config.vtrace_clip_rho_threshold
+                ),
             },
             key=module_id,
             window=1,
@@ -283,7 +287,8 @@ class BootstrapVTraceAPPOLearner(APPOTorchLearner):
         values = rows(module.compute_values(batch, embeddings=fwd_out.get(Columns.EMBEDDINGS)))
         mask = rows(loss_mask)
         # V-trace of the target (old) policy against the behaviour policy, as in RLlib's APPO.
-        vs, pg_advantages = targets.vtrace(old_logp - behaviour_logp, values, mask)
+        log_rhos = old_logp - behaviour_logp
+        vs, pg_advantages = targets.vtrace(log_rhos, values, mask)
         # The rest is RLlib's APPO loss as it stands.
         is_ratio = torch.clip(torch.exp(behaviour_logp - old_logp), 0.0, 2.0)
         logp_ratio = is_ratio * torch.exp(target_logp - behaviour_logp)
@@ -319,6 +324,7 @@ class BootstrapVTraceAPPOLearner(APPOTorchLearner):
                 LEARNER_RESULTS_VAR_IS_KEY: var_is_ratio,
                 "mean_value": torch.sum(values.detach() * mask) / size_loss_mask,
                 "mean_vtrace_target": torch.sum(vs * mask) / size_loss_mask,
+                **rho_value_stats(log_rhos, values, vs, mask, config.vtrace_clip_rho_threshold),
             },
             key=module_id,
             window=1,

@@ -52,7 +52,9 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
         block_weights = []
         for h in range(heads):
             base = h * (2 * key + head)
-            q = qkv[..., base : base + key] * key**-0.5
+            # The paper's scale, or Sonnet v1's: the size of one head's whole qkv vector.
+            scaled_by = key if cfg["attention_scale"] == "paper" else 2 * key + head
+            q = qkv[..., base : base + key] * scaled_by**-0.5
             k = qkv[..., base + key : base + 2 * key]
             v = qkv[..., base + 2 * key : base + 2 * key + head]
             weights = _softmax(q @ k.transpose(0, 2, 1))
@@ -100,6 +102,7 @@ def _make(seed: int = 0, **kwargs) -> tuple[RelationalMemory, dict, dict]:
         gate_style="unit",
         attention_mlp_layers=2,
         key_size=None,
+        attention_scale="paper",
     )
     defaults.update(kwargs)
     torch.manual_seed(seed)
@@ -120,6 +123,8 @@ REFERENCE_CASES = [
     dict(gate_style="unit", rows=4, num_blocks=2, forget_bias=-0.5, input_bias=0.7),
     dict(gate_style=None, rows=3, num_heads=2, key_size=6, attention_mlp_layers=1),
     dict(gate_style="memory", rows=2, num_blocks=3, attention_mlp_layers=3, mem_slots=1),
+    dict(gate_style="memory", rows=3, attention_scale="sonnet"),
+    dict(gate_style="unit", num_blocks=2, key_size=3, attention_scale="sonnet"),
 ]
 
 
@@ -441,6 +446,7 @@ def test_defaults_are_sonnets():
         if p.default is not inspect.Parameter.empty
     }
     assert defaults["forget_bias"] == 1.0 and defaults["input_bias"] == 0.0
+    assert defaults["attention_scale"] == "paper"  # the paper's equation (docs/cores.md)
     module = RelationalMemory(input_size=5, mem_slots=3, head_size=4)
     assert (module.forget_bias, module.input_bias) == (1.0, 0.0)
     # A gate style equal to a known one but built at run time (not the same object) is accepted.
@@ -460,6 +466,7 @@ def test_defaults_are_sonnets():
         ("key_size", 0),
         ("forget_bias", float("nan")),
         ("input_bias", float("inf")),
+        ("attention_scale", "sqrt"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(name, bad):
@@ -516,3 +523,16 @@ def test_acting_reuses_the_folded_input_weights_until_a_weight_changes():
     core.double()  # new tensors of another dtype
     xs, state = xs.double(), state.double()
     torch.testing.assert_close(act(), fresh())
+
+
+def test_sonnet_attention_scale_is_softer_by_the_qkv_size():
+    """The two scales differ by sqrt((2k + v) / k): the Sonnet form's logits are that much smaller."""
+    x = torch.randn(2, 3, 5, dtype=torch.float64)
+    memory = torch.randn(2, 3, 8, dtype=torch.float64)
+    weights = {}
+    for scale in ("paper", "sonnet"):
+        torch.manual_seed(0)
+        module = RelationalMemory(5, 3, head_size=4, num_heads=2, attention_scale=scale).double()
+        weights[scale] = module(x, memory, return_attention=True)[2]
+    logits = {k: torch.log(w) - torch.log(w).mean(-1, keepdim=True) for k, w in weights.items()}
+    torch.testing.assert_close(logits["paper"], logits["sonnet"] * 3**0.5, rtol=1e-9, atol=1e-9)

@@ -38,6 +38,12 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert "MiniPacman-Viewport-v0" in (out / "config.yaml").read_text()
     assert "lr: 0.0005" in (out / "config.yaml").read_text()  # --set reached the run
     assert len((out / "progress.csv").read_text().strip().splitlines()) == 1 + 2
+    # the learner's diagnostics (rmc_agents.rl.diagnostics): the first update logs them
+    import csv
+
+    rows = list(csv.DictReader((out / "progress.csv").open()))
+    for column in ("diag/policy_kl", "diag/slot_spread", "diag/forget_gate", "diag/value_ev"):
+        assert any(row[column] not in ("", None) for row in rows), column
     assert any((out / "tb").iterdir())
     module_dir = out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy"
     assert module_dir.is_dir()

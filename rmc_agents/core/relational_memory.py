@@ -122,6 +122,10 @@ class RelationalMemory(nn.Module):
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
         attention_scale: ``"paper"`` (queries times ``key_size ** -0.5``) or ``"sonnet"`` (times
             ``(2 * key_size + head_size) ** -0.5``, as Sonnet v1's code has it).
+        slot_embeddings: give each slot a learned vector that is added to its memory row where
+            the first block computes its query, key and value (not to the memory itself) **(ours)**:
+            slots that hold the same content still ask different questions. Off in the paper's
+            core (whose parameter count then does not depend on ``mem_slots``).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -145,6 +149,7 @@ class RelationalMemory(nn.Module):
         attention_mlp_layers: int = 2,
         key_size: int | None = None,
         attention_scale: str = "paper",
+        slot_embeddings: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -186,6 +191,9 @@ class RelationalMemory(nn.Module):
             nn.Linear(self.mem_size, self.mem_size) for _ in range(self.attention_mlp_layers)
         )
         self.register_load_state_dict_pre_hook(_load_per_block_mlp)
+        self.slot_embedding = (
+            nn.Parameter(torch.empty(self.mem_slots, self.mem_size)) if slot_embeddings else None
+        )
         if self.gate_style is None:
             self.gate_inputs = None
             self.gate_memory = None
@@ -221,6 +229,9 @@ class RelationalMemory(nn.Module):
                 _init_linear(module)
             elif isinstance(module, nn.LayerNorm):
                 module.reset_parameters()
+        if self.slot_embedding is not None:  # rows of about unit norm, like the initial memory's
+            std = 1.0 / math.sqrt(self.mem_size)
+            nn.init.trunc_normal_(self.slot_embedding, std=std, a=-2.0 * std, b=2.0 * std)
 
     def extra_repr(self) -> str:
         return (
@@ -229,7 +240,8 @@ class RelationalMemory(nn.Module):
             f"num_blocks={self.num_blocks}, key_size={self.key_size}, "
             f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, "
             f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
-            f"attention_scale={self.attention_scale!r}"
+            f"attention_scale={self.attention_scale!r}, "
+            f"slot_embeddings={self.slot_embedding is not None}"
         )
 
     # ----------------------------------------------------------------------------- public API
@@ -461,7 +473,8 @@ class RelationalMemory(nn.Module):
         attention = []
         for index, block in enumerate(self.blocks):
             if index == 0:
-                qkv = torch.cat([block.project_qkv(memory), input_qkv], dim=1)
+                asking = memory if self.slot_embedding is None else memory + self.slot_embedding
+                qkv = torch.cat([block.project_qkv(asking), input_qkv], dim=1)
             else:
                 qkv = block.project_qkv(rows)
             last = index == self.num_blocks - 1

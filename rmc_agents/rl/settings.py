@@ -44,6 +44,7 @@ class ModelSettings:
     gate_style: Literal["unit", "memory", "none"] = "memory"
     attention_mlp_layers: int = 2
     attention_scale: Literal["paper", "sonnet"] = "paper"  # RMC: query scale (docs/cores.md)
+    slot_embeddings: bool = False  # RMC: a learned vector per slot in its qkv (docs/cores.md)
     hidden_size: int = 256
     # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation.
     # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
@@ -85,6 +86,7 @@ class ModelSettings:
                 "gate_style": None if self.gate_style == "none" else self.gate_style,
                 "attention_mlp_layers": self.attention_mlp_layers,
                 "attention_scale": self.attention_scale,
+                "slot_embeddings": self.slot_embeddings,
                 "forget_bias": 1.0 if self.forget_bias is None else self.forget_bias,
                 "input_bias": self.input_bias,
             }

@@ -47,7 +47,10 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
     mx = np.concatenate([memory, projected], axis=1)  # [B, N, D]
     all_weights = []
     for b in range(cfg["num_blocks"]):
-        qkv = norm(f"blocks.{b}.qkv_norm", linear(f"blocks.{b}.qkv", mx))
+        asking = mx.copy()
+        if b == 0 and "slot_embedding" in p:  # each slot's own vector, for its qkv only
+            asking[:, :slots] += p["slot_embedding"]
+        qkv = norm(f"blocks.{b}.qkv_norm", linear(f"blocks.{b}.qkv", asking))
         attended = np.zeros_like(mx)
         block_weights = []
         for h in range(heads):
@@ -125,6 +128,8 @@ REFERENCE_CASES = [
     dict(gate_style="memory", rows=2, num_blocks=3, attention_mlp_layers=3, mem_slots=1),
     dict(gate_style="memory", rows=3, attention_scale="sonnet"),
     dict(gate_style="unit", num_blocks=2, key_size=3, attention_scale="sonnet"),
+    dict(gate_style="memory", rows=3, slot_embeddings=True),
+    dict(gate_style=None, num_blocks=2, mem_slots=4, slot_embeddings=True),
 ]
 
 
@@ -536,3 +541,19 @@ def test_sonnet_attention_scale_is_softer_by_the_qkv_size():
         weights[scale] = module(x, memory, return_attention=True)[2]
     logits = {k: torch.log(w) - torch.log(w).mean(-1, keepdim=True) for k, w in weights.items()}
     torch.testing.assert_close(logits["paper"], logits["sonnet"] * 3**0.5, rtol=1e-9, atol=1e-9)
+
+
+def test_slot_embeddings_keep_equal_slots_apart():
+    """Equal slots stay equal without slot embeddings (the weights are shared by all slots) and
+    come apart with them; the embeddings are a parameter of one row per slot."""
+    x = torch.randn(2, 3, 5)
+    memory = torch.ones(2, 4, 8)
+    spreads = {}
+    for on in (False, True):
+        torch.manual_seed(0)
+        core = RelationalMemory(5, 4, head_size=4, num_heads=2, slot_embeddings=on)
+        _, nxt = core(x, memory)
+        spreads[on] = float((nxt[:, :, None] - nxt[:, None]).abs().max())
+    assert spreads[False] < 1e-5 and spreads[True] > 1e-2
+    assert tuple(core.slot_embedding.shape) == (4, 8)
+    assert "slot_embedding" in dict(core.named_parameters())

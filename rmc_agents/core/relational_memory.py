@@ -40,6 +40,9 @@ GATE_STYLES = ("unit", "memory", None)
 #: equation), ``sonnet`` by ``(2 * key_size + head_size) ** -0.5`` (Sonnet v1's code, which scales
 #: by the size of the whole per-head qkv vector; 1.73x softer at key_size = head_size).
 ATTENTION_SCALES = ("paper", "sonnet")
+#: What a step outputs: ``memory``, the next memory (Sonnet v1, the paper), or ``attended``, the
+#: attended memory before the gates mix in the old one (ours; docs/cores.md).
+OUTPUTS = ("memory", "attended")
 
 # Below this many entries in the last axis, CPU softmax takes a slow path in torch 2.13 (measured
 # on this AVX-512 machine: [64, 4, 4, 13] took 228 us against 22 us at 16 entries).
@@ -122,6 +125,10 @@ class RelationalMemory(nn.Module):
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
         attention_scale: ``"paper"`` (queries times ``key_size ** -0.5``) or ``"sonnet"`` (times
             ``(2 * key_size + head_size) ** -0.5``, as Sonnet v1's code has it).
+        output: what a step outputs: ``"memory"`` (the next memory, as Sonnet v1 and the paper)
+            or ``"attended"`` (the attended memory ``M~`` before gating, **ours**: like an LSTM's
+            ``h`` beside its cell, it answers this step while the gates decide what is kept; the
+            state is the gated memory either way, and without gating the two are the same).
         slot_embeddings: give each slot a learned vector that is added to its memory row where
             the first block computes its query, key and value (not to the memory itself) **(ours)**:
             slots that hold the same content still ask different questions. Off in the paper's
@@ -150,6 +157,7 @@ class RelationalMemory(nn.Module):
         key_size: int | None = None,
         attention_scale: str = "paper",
         slot_embeddings: bool = False,
+        output: str = "memory",
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -169,6 +177,9 @@ class RelationalMemory(nn.Module):
                 f"attention_scale must be one of {ATTENTION_SCALES}, got {attention_scale!r}"
             )
         self.attention_scale = attention_scale
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
         scaled_by = self.key_size if attention_scale == "paper" else 2 * self.key_size + head_size
         self._query_scale = scaled_by**-0.5
 
@@ -241,7 +252,7 @@ class RelationalMemory(nn.Module):
             f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, "
             f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
             f"attention_scale={self.attention_scale!r}, "
-            f"slot_embeddings={self.slot_embedding is not None}"
+            f"slot_embeddings={self.slot_embedding is not None}, output={self.output!r}"
         )
 
     # ----------------------------------------------------------------------------- public API
@@ -265,19 +276,26 @@ class RelationalMemory(nn.Module):
         memory = self._initial_memory.expand(batch_size, -1, -1).clone()
         return memory if device is None else memory.to(device)
 
-    def record_gates(self, on: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Start (``on``) or stop recording the mean gate values of every step (diagnostics).
+    def record(self, on: bool) -> dict[str, torch.Tensor] | None:
+        """Start (``on``) or stop recording what every step does (diagnostics).
 
-        Returns, when stopping, ``(input_gate, forget_gate)``, each ``[B, T]``: the mean over slots
-        and units of each step since recording started (steps in call order; ``T`` counts
-        :meth:`unroll` steps and :meth:`forward` calls), detached; None without gating or steps.
+        Returns, when stopping, a dict of detached tensors over the steps since recording started
+        (in call order; ``T`` counts :meth:`unroll` steps and :meth:`forward` calls): ``memory``
+        ``[B, T, mem_slots, mem_size]`` (each step's next memory) and, with gating,
+        ``input_gate`` and ``forget_gate`` ``[B, T]`` (each step's mean over slots and units);
+        None if no step ran.
         """
-        record = self.__dict__.get("_gate_record")
-        self.__dict__["_gate_record"] = [] if on else None
+        record = self.__dict__.get("_record")
+        self.__dict__["_record"] = [] if on else None
         if on or not record:
             return None
-        inputs, forgets = zip(*record, strict=True)
-        return torch.stack(inputs, dim=1), torch.stack(forgets, dim=1)
+        columns = zip(*record, strict=True)
+        names = ("memory", "input_gate", "forget_gate")
+        return {
+            name: torch.stack(values, dim=1)
+            for name, values in zip(names, columns, strict=False)
+            if values[0] is not None
+        }
 
     def from_tuple(self, state: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Inverse of :func:`rmc_agents.core.as_tuple` for this core: ``(memory,) -> memory``."""
@@ -296,7 +314,8 @@ class RelationalMemory(nn.Module):
             return_attention: also return this step's attention weights.
 
         Returns:
-            ``(output, next_state)`` with output ``[B, mem_slots * mem_size]`` and the next memory
+            ``(output, next_state)`` with output ``[B, mem_slots * mem_size]`` (the next memory,
+            or the attended memory with ``output="attended"``, flattened) and the next memory
             ``[B, mem_slots, mem_size]``; with ``return_attention`` a third element, the weights
             ``[B, num_blocks, num_heads, N, N]`` (``N = mem_slots + n``; rows are queries).
 
@@ -306,8 +325,10 @@ class RelationalMemory(nn.Module):
         rows = self._as_rows(x, "x", time=False)
         self._check_state(state, rows.shape[0])
         inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
-        next_memory, attention = self._step(state, inputs, input_qkv, gate_inputs, return_attention)
-        output = next_memory.flatten(1)
+        next_memory, output, attention = self._step(
+            state, inputs, input_qkv, gate_inputs, return_attention
+        )
+        output = output.flatten(1)
         if return_attention:
             return output, next_memory, torch.stack(attention, dim=1)
         return output, next_memory
@@ -354,17 +375,17 @@ class RelationalMemory(nn.Module):
             strict=True,
         )
         memory = state
-        memories, attention = [], []
+        outputs, attention = [], []
         for t, (inputs_t, input_qkv_t, gate_inputs_t) in enumerate(per_step):
             if reset_at and reset_at[t]:
                 memory = torch.where(resets[:, t, None, None], initial, memory)
-            memory, weights = self._step(
+            memory, output, weights = self._step(
                 memory, inputs_t, input_qkv_t, gate_inputs_t, return_attention
             )
-            memories.append(memory)
+            outputs.append(output)
             if return_attention:
                 attention.append(torch.stack(weights, dim=1))
-        outputs = torch.stack(memories, dim=1).flatten(2)
+        outputs = torch.stack(outputs, dim=1).flatten(2)
         if return_attention:
             return outputs, memory, torch.stack(attention, dim=1)
         return outputs, memory
@@ -437,17 +458,27 @@ class RelationalMemory(nn.Module):
         gate_inputs: torch.Tensor | None,
         return_attention: bool,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One step from precomputed input terms: attend, then gate. Returns (memory, weights)."""
+        """One step from precomputed input terms: attend, then gate.
+
+        Returns (next memory, output, weights): the output is the next memory or, with
+        ``output="attended"``, the attended memory before gating."""
         attended, attention = self._attend_over_memory(memory, inputs, input_qkv, return_attention)
+        record = self.__dict__.get("_record")
         if gate_inputs is None:
-            return attended, attention
+            if record is not None:
+                record.append((attended.detach(), None, None))
+            return attended, attended, attention
         input_gate, forget_gate = self._create_gates(gate_inputs, memory)
-        record = self.__dict__.get("_gate_record")
+        next_memory = input_gate * torch.tanh(attended) + forget_gate * memory
         if record is not None:
             record.append(
-                (input_gate.detach().mean(dim=(-2, -1)), forget_gate.detach().mean(dim=(-2, -1)))
+                (
+                    next_memory.detach(),
+                    input_gate.detach().mean(dim=(-2, -1)),
+                    forget_gate.detach().mean(dim=(-2, -1)),
+                )
             )
-        return input_gate * torch.tanh(attended) + forget_gate * memory, attention
+        return next_memory, attended if self.output == "attended" else next_memory, attention
 
     def _attend_over_memory(
         self,

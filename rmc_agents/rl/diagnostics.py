@@ -9,12 +9,11 @@ learner measures, for each module:
   it, on the update's own batch (real steps only). One extra forward pass without gradients;
 - ``diag_grad_norm_torso`` / ``_core`` / ``_heads``: the gradient's L2 norm over the torso
   (observation encoder), the core and the policy and value heads, before clipping;
-- for the RMC, from the memory the update's forward pass produced (the RMC's output is its memory):
-  ``diag_memory_rms`` and ``diag_memory_max`` (root mean square and largest absolute entry),
-  ``diag_slot_spread`` (the mean distance between two slots of one memory over the root mean
-  square slot norm: about 1.4 for unrelated slots, 0 when every slot holds the same vector), and,
-  recorded during the extra forward pass, ``diag_input_gate`` and ``diag_forget_gate`` (mean gate
-  values; without gating they are not logged).
+- for the RMC, recorded during the extra forward pass (the updated weights on the update's batch):
+  ``diag_memory_rms`` and ``diag_memory_max`` (root mean square and largest absolute entry of the
+  memory), ``diag_slot_spread`` (the mean distance between two slots of one memory over the root
+  mean square slot norm: about 1.4 for unrelated slots, 0 when every slot holds the same vector),
+  ``diag_input_gate`` and ``diag_forget_gate`` (mean gate values; not logged without gating).
 
 The IMPALA and APPO losses log at every update (a few reductions of tensors they hold anyway):
 ``diag_log_rho`` (mean ``|log pi/mu|`` over real steps), ``diag_rho_clipped`` (the share of steps
@@ -173,13 +172,13 @@ class Diagnostics:
                 mod_batch = batch[module_id]
                 mask = mod_batch.get(Columns.LOSS_MASK)
                 core = getattr(module, "core", None)
-                recording = hasattr(core, "record_gates")
+                recording = hasattr(core, "record")
                 if recording:
-                    core.record_gates(True)
+                    core.record(True)
                 try:
                     after = module.forward_train(mod_batch)
                 finally:
-                    gates = core.record_gates(False) if recording else None
+                    steps = core.record(False) if recording else None
                 dist_cls = module.get_train_action_dist_cls()
                 before = dist_cls.from_logits(out[Columns.ACTION_DIST_INPUTS].detach())
                 now = dist_cls.from_logits(after[Columns.ACTION_DIST_INPUTS])
@@ -187,13 +186,11 @@ class Diagnostics:
                 if mask is None:
                     mask = torch.ones_like(kl, dtype=torch.bool)
                 stats: dict[str, float] = {"diag_policy_kl": float(_masked_mean(kl, mask))}
-                embeddings = out.get(Columns.EMBEDDINGS)
-                if getattr(module, "core_name", None) == "rmc" and embeddings is not None:
-                    size = core.output_size
-                    memory = embeddings[..., :size].detach()
-                    memory = memory.reshape(*memory.shape[:-1], core.mem_slots, core.mem_size)
-                    stats.update(memory_stats(memory, mask))
-                if gates is not None and mask.dim() == gates[0].dim():
-                    stats["diag_input_gate"] = float(_masked_mean(gates[0], mask))
-                    stats["diag_forget_gate"] = float(_masked_mean(gates[1], mask))
+                # The recorded steps are the update's [B, T] when the module stepped through its
+                # chunks once (a module without time axis, e.g. mlp, records nothing).
+                if steps and steps["memory"].shape[:2] == mask.shape:
+                    stats.update(memory_stats(steps["memory"], mask))
+                    if "input_gate" in steps:
+                        stats["diag_input_gate"] = float(_masked_mean(steps["input_gate"], mask))
+                        stats["diag_forget_gate"] = float(_masked_mean(steps["forget_gate"], mask))
                 self.metrics.log_dict(stats, key=module_id, window=1)

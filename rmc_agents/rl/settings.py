@@ -45,6 +45,8 @@ class ModelSettings:
     attention_mlp_layers: int = 2
     attention_scale: Literal["paper", "sonnet"] = "paper"  # RMC: query scale (docs/cores.md)
     slot_embeddings: bool = False  # RMC: a learned vector per slot in its qkv (docs/cores.md)
+    # RMC: what a step outputs to the heads: memory (the paper) or attended (before gating)
+    rmc_output: Literal["memory", "attended"] = "memory"
     hidden_size: int = 256
     # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation.
     # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
@@ -87,6 +89,7 @@ class ModelSettings:
                 "attention_mlp_layers": self.attention_mlp_layers,
                 "attention_scale": self.attention_scale,
                 "slot_embeddings": self.slot_embeddings,
+                "output": self.rmc_output,
                 "forget_bias": 1.0 if self.forget_bias is None else self.forget_bias,
                 "input_bias": self.input_bias,
             }

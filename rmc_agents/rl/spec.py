@@ -53,7 +53,7 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
             block of the configs, defaults filled in): ``mem_slots`` (4), ``head_size`` (32),
             ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``),
             ``attention_mlp_layers`` (2), ``attention_scale`` (``paper``), ``slot_embeddings``
-            (False), ``forget_bias`` (1.0; LSTM and RMC), ``input_bias`` (0.0, RMC),
+            (False), ``rmc_output`` (``memory``), ``forget_bias`` (1.0; LSTM and RMC), ``input_bias`` (0.0, RMC),
             ``skip`` (False: the heads also see the torso's features), ``hidden_size`` (256,
             LSTM/GRU/MLP),
             ``conv_channels`` ([12, 24]), ``mlp_hiddens`` ([64]), ``image_rows`` (True),

@@ -472,6 +472,7 @@ def test_defaults_are_sonnets():
         ("forget_bias", float("nan")),
         ("input_bias", float("inf")),
         ("attention_scale", "sqrt"),
+        ("output", "state"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(name, bad):
@@ -557,3 +558,34 @@ def test_slot_embeddings_keep_equal_slots_apart():
     assert spreads[False] < 1e-5 and spreads[True] > 1e-2
     assert tuple(core.slot_embedding.shape) == (4, 8)
     assert "slot_embedding" in dict(core.named_parameters())
+
+
+@pytest.mark.parametrize("gate_style", ["unit", "memory", None])
+def test_attended_output_is_the_memory_before_gating(gate_style):
+    """output="attended": the step outputs M~ (the attention blocks' result), the state is the
+    gated memory as before; without gating both are M~."""
+    x = torch.randn(2, 3, 5, dtype=torch.float64)
+    memory = torch.randn(2, 3, 8, dtype=torch.float64)
+    made = {}
+    for output in ("memory", "attended"):
+        torch.manual_seed(0)
+        made[output] = RelationalMemory(
+            5, 3, head_size=4, num_heads=2, gate_style=gate_style, output=output
+        ).double()
+    paper, ours = made["memory"], made["attended"]
+    out_p, state_p = paper(x, memory)
+    out_o, state_o = ours(x, memory)
+    torch.testing.assert_close(state_o, state_p)  # the same state
+    attended, _ = ours._attend_over_memory(memory, None, ours._precompute_inputs(x)[1], False)
+    torch.testing.assert_close(out_o, attended.flatten(1))
+    if gate_style is None:
+        torch.testing.assert_close(out_o, out_p)
+    else:
+        assert not torch.allclose(out_o, out_p)
+    xs = torch.randn(2, 4, 3, 5, dtype=torch.float64)
+    outs, final = ours.unroll(xs, memory)
+    state = memory
+    for t in range(4):
+        out_t, state = ours(xs[:, t], state)
+        torch.testing.assert_close(outs[:, t], out_t)
+    torch.testing.assert_close(final, state)

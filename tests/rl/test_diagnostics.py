@@ -74,15 +74,17 @@ def test_rho_and_value_statistics_match_the_reference():
 
 
 @pytest.mark.parametrize("gate_style", ["memory", "unit"])
-def test_recorded_gates_are_the_steps_gates(gate_style):
+def test_recorded_steps_are_the_steps_gates_and_memories(gate_style):
     torch.manual_seed(0)
     core = RelationalMemory(5, 3, head_size=4, num_heads=2, gate_style=gate_style).double()
     xs = torch.randn(2, 4, 5, dtype=torch.float64)
     memory = torch.randn(2, 3, 8, dtype=torch.float64)
-    assert core.record_gates(True) is None
-    _, _ = core.unroll(xs, memory)
-    input_gate, forget_gate = core.record_gates(False)
-    assert input_gate.shape == forget_gate.shape == (2, 4)
+    assert core.record(True) is None
+    _, final = core.unroll(xs, memory)
+    steps = core.record(False)
+    assert steps["input_gate"].shape == steps["forget_gate"].shape == (2, 4)
+    assert steps["memory"].shape == (2, 4, 3, 8)
+    torch.testing.assert_close(steps["memory"][:, -1], final)
     # By hand, step by step, from the equations (gates of the previous memory).
     state = memory
     for t in range(4):
@@ -91,14 +93,15 @@ def test_recorded_gates_are_the_steps_gates(gate_style):
         g = gates.shape[-1] // 2
         i = torch.sigmoid(gates[..., :g] + core.input_bias)
         f = torch.sigmoid(gates[..., g:] + core.forget_bias)
-        torch.testing.assert_close(input_gate[:, t], i.mean(dim=(-2, -1)))
-        torch.testing.assert_close(forget_gate[:, t], f.mean(dim=(-2, -1)))
+        torch.testing.assert_close(steps["input_gate"][:, t], i.mean(dim=(-2, -1)))
+        torch.testing.assert_close(steps["forget_gate"][:, t], f.mean(dim=(-2, -1)))
         _, state = core(xs[:, t], state)
-    assert core.record_gates(False) is None  # stopped: nothing recorded since
+        torch.testing.assert_close(steps["memory"][:, t], state)
+    assert core.record(False) is None  # stopped: nothing recorded since
     ungated = RelationalMemory(5, 3, head_size=4, gate_style=None)
-    ungated.record_gates(True)
+    ungated.record(True)
     ungated.unroll(torch.randn(1, 2, 5), ungated.initial_state(1))
-    assert ungated.record_gates(False) is None
+    assert set(ungated.record(False)) == {"memory"}
 
 
 def test_every_trained_parameter_has_a_gradient_group():

@@ -46,7 +46,12 @@ def _program(argv: list[str]) -> tuple[list[str], list[str]] | None:
         module = argv[2]
         if module == "rmc_agents.supervised" and len(argv) > 3 and not argv[3].startswith("-"):
             return ["-m", module, argv[3]], argv[4:]
-        if module in ("rmc_agents.rollout", "envs.minipacman.play", "rmc_agents.supervised"):
+        if module in (
+            "rmc_agents.rollout",
+            "rmc_agents.tune",
+            "envs.minipacman.play",
+            "rmc_agents.supervised",
+        ):
             return ["-m", module], argv[3:]
         return None
     if len(argv) > 1 and (argv[1] == "train_agent.py" or argv[1].startswith("bench/")):

@@ -174,8 +174,26 @@ def _stalled_cause(exc: BaseException) -> _Stalled | None:
     return None
 
 
+def _set_async_exc(thread_id: int | None, exc_type: type[BaseException] | None) -> bool:
+    """Raise ``exc_type`` in thread ``thread_id`` at its next Python instruction (None: cancel a
+    pending one); True if the thread was found."""
+    import ctypes
+
+    if thread_id is None:
+        return False
+    exc = ctypes.py_object(exc_type) if exc_type is not None else None
+    return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exc) == 1
+
+
 class _Watchdog:
-    """Stops the main thread when the learner dies or stops making progress."""
+    """Stops the training thread when the learner dies or stops making progress.
+
+    In the main thread (``train_agent.py``) by a signal, which also breaks into Ray's blocking
+    calls. Elsewhere (a Ray Tune trial runs its function in a thread of its own; only the main
+    thread gets signals) by an exception set for that thread (``PyThreadState_SetAsyncExc``):
+    raised at its next Python instruction, so a thread blocked inside C code sees it when that
+    call returns; and :meth:`check` raises it from the loop after every iteration either way.
+    """
 
     def __init__(self, stall_seconds: float) -> None:
         self.stall_seconds = stall_seconds
@@ -185,20 +203,30 @@ class _Watchdog:
         self._stop = threading.Event()
         self._old_hook = threading.excepthook
         self._old_handler = None
+        self._target: int | None = None  # the thread to stop, when it is not the main thread
+        self._fired = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rmc-watchdog", daemon=True)
 
     def __enter__(self) -> _Watchdog:
         threading.excepthook = self._hook
         if threading.current_thread() is threading.main_thread():
             self._old_handler = signal.signal(signal.SIGUSR1, self._interrupt)
+        else:
+            self._target = threading.get_ident()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        threading.excepthook = self._old_hook
-        if self._old_handler is not None:
-            signal.signal(signal.SIGUSR1, self._old_handler)
+        try:
+            with self._lock:
+                self._stop.set()
+                if self._fired:  # one not delivered yet must not land after the loop
+                    _set_async_exc(self._target, None)
+        finally:
+            threading.excepthook = self._old_hook
+            if self._old_handler is not None:
+                signal.signal(signal.SIGUSR1, self._old_handler)
 
     def progress(self) -> None:
         self.last_progress = time.monotonic()
@@ -215,6 +243,16 @@ class _Watchdog:
     def _fire(self) -> None:
         if self._old_handler is not None:
             os.kill(os.getpid(), signal.SIGUSR1)
+        elif self._target is not None:
+            message = self.error
+
+            class _StalledHere(_Stalled):
+                def __init__(self) -> None:  # raised as a class: carries its message itself
+                    super().__init__(message)
+
+            with self._lock:
+                if not self._stop.is_set() and not self._fired:
+                    self._fired = _set_async_exc(self._target, _StalledHere)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -371,12 +409,18 @@ def train(
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
     verbose: bool = False,
+    *,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train until a stop criterion; return the summary (also ``<output>/summary.json``).
 
     With ``resume``, ``run`` should be the settings saved in the output dir (see
     :func:`load_run_settings`) with any overrides; the step counters continue. ``verbose``: show
     Ray's and RLlib's informational start-up lines (by default only their warnings and errors).
+    ``on_iteration``: called with each iteration's ``progress.csv`` row (column -> value, None
+    where RLlib gave nothing) once the row is written (``rmc_agents.tune`` reports it to Ray
+    Tune); raising ``KeyboardInterrupt`` there ends the run as Ctrl-C does (final checkpoint,
+    ``summary.json``, stopped because "interrupted").
 
     The steps, in order: :func:`_prepare` (every check a user's input can fail, Ray, the output
     dir), :func:`_build` (the algorithm, restored on ``resume``), :func:`_loop` (train, record,
@@ -392,6 +436,14 @@ def train(
     algo, steps_offset = _build(run, output, restore_from, previous, log)
     state = _RunState(previous, steps_offset)
     record = _Record(output, restore_from, previous, steps_offset)
+    if on_iteration is not None:
+        write_row = record.write
+
+        def write_and_report(row: dict[str, Any]) -> None:
+            write_row(row)
+            on_iteration(row)
+
+        record.write = write_and_report  # type: ignore[method-assign]
     try:
         stopped_because = _loop(algo, run, output, state, record, log)
     finally:

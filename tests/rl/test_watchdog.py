@@ -93,3 +93,69 @@ def test_leaving_restores_the_hook_and_the_signal_handler():
         assert signal.getsignal(signal.SIGUSR1) is not handler
     assert threading.excepthook is hook
     assert signal.getsignal(signal.SIGUSR1) is handler
+
+
+def _in_thread(body) -> BaseException | None:
+    """Run ``body`` in a thread that is not the main thread (as Ray Tune runs a trial's function);
+    return what it raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            body()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, name="tune-trial")
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    return raised[0] if raised else None
+
+
+def test_outside_the_main_thread_a_stall_stops_that_thread_without_a_signal_handler():
+    handler = signal.getsignal(signal.SIGUSR1)
+    seen = []
+
+    def body() -> None:
+        with _Watchdog(stall_seconds=1.0) as watchdog:
+            seen.append(signal.getsignal(signal.SIGUSR1))
+            _wait_inside(watchdog, 10)  # a blocked algo.train(), interrupted in its thread
+
+    start = time.monotonic()
+    exc = _in_thread(body)
+    assert isinstance(exc, _Stalled), exc
+    assert str(exc).startswith("no training iteration finished in 1 s: the EnvRunners")
+    assert time.monotonic() - start < 5
+    assert seen == [handler] and signal.getsignal(signal.SIGUSR1) is handler
+
+
+def test_outside_the_main_thread_a_dead_learner_stops_the_loop_and_check_raises(monkeypatch):
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    checked = []
+
+    def body() -> None:
+        with _Watchdog(stall_seconds=60.0) as watchdog:
+            try:
+                _raise_in_thread("_LearnerThread")
+                _wait_inside(watchdog, 10)
+            except _Stalled:
+                pass  # swallowed on the way, as a library in between might
+            try:
+                watchdog.check()  # the loop's check after the iteration still raises it
+            except _Stalled as exc:
+                checked.append(str(exc))
+                raise
+
+    exc = _in_thread(body)
+    assert isinstance(exc, _Stalled)
+    assert checked == ["the learner thread failed: RuntimeError: deliberately broken loss"]
+
+
+def test_outside_the_main_thread_nothing_lands_after_the_loop_left():
+    def body() -> None:
+        with _Watchdog(stall_seconds=1.0):
+            pass
+        _wait_inside(None, 2.5)  # past the stall limit, outside the watchdog
+
+    assert _in_thread(body) is None

@@ -1,0 +1,290 @@
+"""Hyperparameter search on Ray Tune (``python -m rmc_agents.tune``): the sweep files, the one error
+for a bad one, and configs/sweeps/smoke.yaml end to end (trials.csv, best.yaml, each trial a
+train_agent.py run, EnvRunners inside their trial's placement group), then run again: nothing
+reruns."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rmc_agents.config import ConfigError, load_config
+from rmc_agents.rl.settings import RunSettings
+from rmc_agents.tune import cli
+from rmc_agents.tune.sweep import load_sweep
+from rmc_agents.tune.trial import late_mean, read_returns
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEPS = REPO / "configs" / "sweeps"
+COLUMNS = [
+    "trial_id",
+    "training.lr",
+    "model.num_heads",
+    "env_frames",
+    "return_last20",
+    "best_episode_return_mean",
+    "final_episode_return_mean",
+    "status",
+]
+
+
+# --- sweep files (no Ray) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_sweep_files_load(path):
+    sweep = load_sweep(path)
+    assert sweep.search and sweep.num_trials >= 2
+
+
+def test_the_viewport_sweeps_give_both_cores_the_same_budget():
+    rmc, lstm = load_sweep(SWEEPS / "viewport_rmc.yaml"), load_sweep(SWEEPS / "viewport_lstm.yaml")
+    assert (rmc.settings.model.core, lstm.settings.model.core) == ("rmc", "lstm")
+    assert rmc.settings.env == lstm.settings.env == "MiniPacman-Viewport-v0"
+    assert rmc.search == lstm.search
+    assert set(rmc.search) == {"training.lr", "training.entropy_coeff"}
+    assert rmc.search["training.lr"].values == (1e-5, 1e-3)
+    assert rmc.search["training.entropy_coeff"].values == (0.0025, 0.005, 0.01)
+    for key in ("num_samples", "scheduler", "metric", "seed"):
+        assert getattr(rmc.file, key) == getattr(lstm.file, key)
+    assert rmc.file.num_samples == 8 and rmc.file.scheduler.type == "asha"
+    assert rmc.settings.stop == lstm.settings.stop
+    assert rmc.settings.stop.timesteps == 1_000_000 and rmc.settings.stop.seconds is None
+
+
+def _sweep_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD_SEARCH = "search:\n  training.lr: {loguniform: [1.0e-5, 1.0e-3]}\n"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (
+            "search:\n  training.lrr: {loguniform: [1.0e-5, 1.0e-3]}\n",
+            "unknown config key 'training.lrr' (did you mean 'training.lr'?",
+        ),
+        (
+            "set:\n  stop.timestep: 1000\n" + GOOD_SEARCH,
+            "set: unknown config key 'stop.timestep'",
+        ),
+        (GOOD_SEARCH + "num_sample: 4\n", "unknown config key 'num_sample'"),
+        (
+            "search:\n  training.lr: {logunifrom: [1.0e-5, 1.0e-3]}\n",
+            "'training.lr': unknown distribution 'logunifrom' (did you mean 'loguniform'?",
+        ),
+        (
+            "search:\n  training.lr: {loguniform: [1.0e-3, 1.0e-5]}\n",
+            "'training.lr': loguniform needs low < high",
+        ),
+        (
+            "search:\n  training.lr: {loguniform: [0, 1.0e-3]}\n",
+            "'training.lr': loguniform needs low > 0",
+        ),
+        ("search:\n  training.lr: [0.1, 0.2]\n", "'training.lr' must be one distribution"),
+        (
+            "search:\n  training.lr: {uniform: [-1.0, 1.0e-3]}\n",
+            "search training.lr=-1.0: invalid value under 'training': lr must be > 0",
+        ),
+        (
+            "search:\n  model.num_heads: {uniform: [1, 4]}\n",
+            "'model.num_heads' must be an integer",
+        ),
+        (
+            "search:\n  model.core: {choice: [rmc, transformer]}\n",
+            "'model.core' must be one of",
+        ),
+        (
+            "set: {stop.timesteps: null, stop.seconds: 60}\nscheduler: {type: asha}\n"
+            + GOOD_SEARCH,
+            "asha measures trials in env frames and needs one fixed stop.timesteps",
+        ),
+    ],
+    ids=[
+        "unknown_search_key",
+        "unknown_set_key",
+        "unknown_sweep_key",
+        "unknown_distribution",
+        "empty_range",
+        "loguniform_from_zero",
+        "not_a_distribution",
+        "value_refused",
+        "int_setting_over_floats",
+        "choice_refused",
+        "asha_without_frames",
+    ],
+)
+def test_a_bad_sweep_file_is_one_error_naming_the_key(tmp_path, capsys, text, expected):
+    path = _sweep_file(tmp_path, text)
+    with pytest.raises(ConfigError, match=None) as info:
+        load_sweep(path)
+    assert expected in str(info.value)
+    out = tmp_path / "out"
+    assert cli.main([str(path), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not out.exists()
+
+
+def test_yaml_numbers_without_a_dot_are_read_as_numbers(tmp_path):
+    sweep = load_sweep(_sweep_file(tmp_path, "search:\n  training.lr: {loguniform: [1e-5, 1e-3]}"))
+    assert sweep.search["training.lr"].values == (1e-5, 1e-3)
+
+
+def test_the_base_file_is_found_next_to_the_sweep_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {core: lstm}\n")
+    sweep = load_sweep(_sweep_file(tmp_path, "base: base.yaml\n" + GOOD_SEARCH))
+    assert sweep.settings.model.core == "lstm"
+
+
+def test_an_output_that_is_not_a_sweep_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    path = _sweep_file(tmp_path, GOOD_SEARCH)
+    for extra in ([], ["--overwrite"]):
+        assert cli.main([str(path), "--output", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "is not empty and holds no sweep" in err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_another_sweep_file_in_an_existing_sweep_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    cli._make_output(out, load_sweep(_sweep_file(tmp_path, GOOD_SEARCH)), resume=False)
+    other = tmp_path / "other.yaml"
+    other.write_text(GOOD_SEARCH + "num_samples: 3\n")
+    assert cli.main([str(other), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: output directory") and "differs in: num_samples" in err
+    # The same file again (comments and layout aside) is the same sweep.
+    same = tmp_path / "same.yaml"
+    same.write_text("# the same\n" + GOOD_SEARCH.replace("  ", "    "))
+    assert cli.check_output(out, load_sweep(same), overwrite=False) is True
+
+
+def test_late_mean_is_bench_learning_measure():
+    from bench.learning import late_mean as bench_late_mean
+
+    steps = [1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10000]
+    returns = [1.0, 2.0, 4.0, 3.0, 5.0, 6.0, 2.0, 8.0, 9.0, 7.0]
+    assert late_mean(steps, returns) == bench_late_mean(steps, returns) == 8.0
+    assert math.isnan(late_mean([], []))
+
+
+def test_ranking_puts_full_runs_first():
+    rows = [
+        {"trial_id": "a", "status": "stopped early", "return_last20": 9.0},
+        {"trial_id": "b", "status": "done", "return_last20": 5.0},
+        {"trial_id": "c", "status": "done", "return_last20": 7.0},
+        {"trial_id": "d", "status": "done", "return_last20": math.nan},
+    ]
+    assert [r["trial_id"] for r in cli.rank(rows, "return_last20")] == ["c", "b", "d", "a"]
+
+
+# --- the smoke sweep, end to end ---------------------------------------------------------------
+
+
+def _actors() -> list:
+    """Every actor the GCS knows of in this Ray session (the dead ones too)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    accessor = state._connect_and_get_accessor()
+    return [gcs_pb2.ActorTableData.FromString(b) for b in accessor.get_actor_table(None, None)]
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_cluster, tmp_path_factory):
+    """configs/sweeps/smoke.yaml through the CLI, in this process (Ray: 2 CPUs):
+    ``(exit status, output dir, the actors it ran)``."""
+    out = tmp_path_factory.mktemp("tune") / "smoke"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        for name in ("RAY_CHDIR_TO_TRIAL_DIR", "RAY_AIR_NEW_OUTPUT"):
+            mp.setenv(name, "0")  # as the CLI sets them; restored afterwards
+        status = cli.main(["configs/sweeps/smoke.yaml", "--output", str(out)])
+    return status, out, _actors()
+
+
+def _read_csv(path: Path) -> tuple[list[str], list[dict]]:
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def test_the_smoke_sweep_writes_its_trials_and_best_settings(smoke, capsys):
+    status, out, _ = smoke
+    assert status == 0
+    columns, rows = _read_csv(out / "trials.csv")
+    assert columns == COLUMNS
+    assert len(rows) == 2 and len({r["trial_id"] for r in rows}) == 2
+    assert {r["status"] for r in rows} <= {"done", "stopped early"}
+    assert "done" in {r["status"] for r in rows}
+    for row in rows:
+        folder = out / "trials" / row["trial_id"]
+        for name in ("config.yaml", "progress.csv", "summary.json", "checkpoint", "tb"):
+            assert (folder / name).exists(), (folder, name)
+        assert 1e-4 <= float(row["training.lr"]) <= 1e-3
+        assert int(row["model.num_heads"]) in (1, 2)
+        settings = load_config(RunSettings, folder / "config.yaml")
+        assert settings.training.lr == pytest.approx(float(row["training.lr"]))
+        assert settings.model.num_heads == int(row["model.num_heads"])
+        steps, returns = read_returns(folder / "progress.csv")
+        assert int(row["env_frames"]) >= steps[-1] > 0
+        assert float(row["return_last20"]) == pytest.approx(late_mean(steps, returns))
+        assert float(row["best_episode_return_mean"]) == pytest.approx(max(returns))
+        assert float(row["final_episode_return_mean"]) == pytest.approx(returns[-1])
+        if row["status"] == "done":
+            assert int(row["env_frames"]) >= 6000
+    best = load_config(RunSettings, out / "best.yaml")
+    done = [r for r in rows if r["status"] == "done"]
+    winner = max(done, key=lambda r: float(r["return_last20"]))
+    assert best == load_config(RunSettings, out / "trials" / winner["trial_id"] / "config.yaml")
+    assert yaml.safe_load((out / "sweep.yaml").read_text()) == yaml.safe_load(
+        (SWEEPS / "smoke.yaml").read_text()
+    )
+
+
+def test_each_trials_env_runners_run_in_its_placement_group(smoke):
+    _, _, actors = smoke
+    trials = [a for a in actors if a.class_name == "ImplicitFunc"]
+    runners = [a for a in actors if a.class_name == "LeanEnvRunner"]
+    assert len(trials) == 2 and len(runners) >= 2
+    groups = {a.placement_group_id for a in trials}
+    assert len(groups) == 2 and b"" not in groups  # each trial in a placement group of its own
+    for runner in runners:
+        assert runner.placement_group_id in groups, "an EnvRunner outside its trial's group"
+    by_group = {g: [r for r in runners if r.placement_group_id == g] for g in groups}
+    assert all(by_group.values())
+    # Bundle 0 (1 CPU: the driver, which learns) holds the trial, bundle 1 (0.5 CPU) its runner.
+    for trial in trials:
+        group = trial.placement_group_id.hex()
+        assert trial.required_resources[f"CPU_group_0_{group}"] == 1.0
+        for runner in by_group[trial.placement_group_id]:
+            assert runner.required_resources[f"CPU_group_1_{group}"] == 0.5
+
+
+def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
+    _, out, _ = smoke
+    before = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/*") if p.is_file()}
+    _, rows_before = _read_csv(out / "trials.csv")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        for name in ("RAY_CHDIR_TO_TRIAL_DIR", "RAY_AIR_NEW_OUTPUT"):
+            mp.setenv(name, "0")
+        assert cli.main(["configs/sweeps/smoke.yaml", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "continuing the sweep" in printed and "started:" not in printed
+    after = {p: p.stat().st_mtime_ns for p in (out / "trials").glob("*/*") if p.is_file()}
+    assert after == before
+    _, rows_after = _read_csv(out / "trials.csv")
+    assert rows_after == rows_before

@@ -370,7 +370,9 @@ class GameCore:
             on = here & (g == p)
             sd = g * 4 + d
             chosen = ghost_dir[(sd * 2 + flee) * nc + p]
-            turn = junction[g] & random_turn_allowed & (u[3 * k + 1] < RANDOM_TURN_PROB)
+            # A ghost on Pacman's cell has no direction to him: DeepMind's code then keeps its
+            # heading and draws no random turn (the whole choice sits under its `norm > 0`).
+            turn = junction[g] & random_turn_allowed & lnot(on) & (u[3 * k + 1] < RANDOM_TURN_PROB)
             new_d = where(turn, random_dir[sd * 12 + o.to_int(u[3 * k + 2] * 12)], chosen)
             # A ghost Pacman walked onto still moves after killing him (DeepMind's code has no
             # stop after a death); an eaten one does not.
@@ -378,11 +380,15 @@ class GameCore:
             new_g = where(moves, ghost_next[g * 4 + new_d], g)
             G[k] = new_g
             D[k] = where(moves, new_d, d)
-            hit = on | (moves & (new_g == p))
+            caught = moves & (new_g == p)  # the ghost's own move ends on Pacman
+            hit = on | caught
             eaten = hit & powered
             dies = hit & lnot(powered)
-            # The death penalty is paid for every ghost that catches Pacman in this step.
-            reward = reward + dies * m.killed + eaten * m.eat_ghost
+            # The death penalty is paid for every catch in this step, and the code looks twice per
+            # ghost, before and after its move: a ghost Pacman walked onto that is still on his
+            # cell after its move (at a junction, heading into a wall) pays it twice.
+            catches = where(powered, 0, o.to_int(on) + o.to_int(caught))
+            reward = reward + catches * m.killed + eaten * m.eat_ghost
             self.dead = self.dead | dies
             A[k] = alive & lnot(eaten)
             self.ghosts_left = self.ghosts_left - eaten

@@ -109,7 +109,9 @@ def _ghost_choice(avail: list[int], d: int, dr: int, dc: int, flee: bool) -> int
         return avail[1] if reverse_dir(d) == avail[0] else avail[0]
     cand = [a for a in avail if a != reverse_dir(d)]
     if dr == 0 and dc == 0:
-        return d  # ghost on Pacman: the rule is undefined, keep heading (never reached in play)
+        # Ghost on Pacman (he walked onto it): no direction to him, so DeepMind's code keeps the
+        # heading, even one into a wall (the ghost then stays on his cell).
+        return d
     # Dot product of each direction's unit vector with the vector to Pacman; normalising that
     # vector scales every product by the same positive number, so it cannot change the choice.
     score = [DIR_DELTAS[a][0] * dr + DIR_DELTAS[a][1] * dc for a in cand]

@@ -196,6 +196,34 @@ def test_a_new_level_that_puts_pacman_on_a_pill_eats_it_at_once(mode, backend):
         assert other["score"] == pytest.approx(step + food)
 
 
+def _turn_roll_key(tick, below):
+    """A stream key whose slot-0 random-turn roll at ``tick`` is below 0.05 (or not)."""
+    for key in range(100_000):
+        if (uniform_scalar(key, tick, 1) < 0.05) == below:
+            return key
+    raise AssertionError("no such key")
+
+
+@pytest.mark.parametrize("mode", ["avoid", "hunt", "ambush"])
+@pytest.mark.parametrize("backend", ["scalar", "batch"])
+@pytest.mark.parametrize("turn_roll", ["low", "high"])
+def test_a_ghost_that_stays_on_pacman_after_its_move_kills_him_twice(mode, backend, turn_roll):
+    """Pacman walks onto a ghost at the T-junction (3, 1) heading into the wall (power 0, level 6:
+    it moves). The code pays a death before the ghost's move, keeps its heading (Pacman on its cell
+    gives no direction, and no random turn is drawn), and pays again after: -40 in one step. Both
+    with a random-turn roll under 0.05 and above it."""
+    key = _turn_roll_key(tick=2, below=turn_roll == "low")
+    core, dm = make_pair(mode, key, backend=backend)
+    lane = 0 if backend == "scalar" else 1
+    place_both(core, dm, lane, pacman=(3, 2), ghosts=[(3, 1, 4)], pills=[(13, 2), (13, 3)],
+               food=[(13, 1)], level=6)  # fmt: skip
+    events = play_side_by_side(core, dm, None, 1, lane=lane, policy=lambda dm, rng: 3)
+    assert events["deaths"] == 1
+    step, killed = MODES[mode].step, MODES[mode].killed
+    assert dm.reward == pytest.approx(step + 2 * killed)
+    assert core.lane(lane)["score"] == pytest.approx(step + 2 * killed)
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_constructed_late_levels_match_the_code(mode):
     """Level 5 (three ghosts, speed 0.9), a few food left, pills near: many level changes, ghosts

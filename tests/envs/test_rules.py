@@ -345,6 +345,32 @@ def test_the_ghost_pacman_walks_onto_still_moves(backend):
     assert game.ghosts_rc() == [(1, 1)]
 
 
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_ghost_pacman_walks_onto_that_stays_on_him_catches_him_twice(mode, backend):
+    """DeepMind's step looks at each ghost's cell before and after its move and pays a death each
+    time. Pacman walks left onto a ghost on the T-junction (3, 1) heading left, into the wall: with
+    Pacman on its cell the ghost has no direction to him, so it keeps that heading (no random
+    turn either), stays put, and catches him again. The penalty is paid twice."""
+    step, killed = REWARDS[mode][0], REWARDS[mode][4]
+    n = 1 if backend == "scalar" else 400  # 400 games: a 5% random turn would show in some
+    for seed in range(1 if backend == "batch" else 40):
+        game = Game(mode, backend, n=n, seed=seed).place(
+            **base_position(pacman=(3, 2), ghosts=[(3, 1, "left")], level=FAST)
+        )
+        reward, terminated, _ = game.step(3)
+        assert terminated and reward == pytest.approx(step + 2 * killed), (mode, seed)
+        for i in range(n):
+            assert game.lane(i)["ghosts"] == [((3, 1), "left")], (mode, seed, i)
+            assert game.lane(i)["score"] == pytest.approx(step + 2 * killed), (mode, seed, i)
+    # the same ghost heading down, an open way: it leaves Pacman's cell and catches him once
+    game = Game(mode, backend).place(
+        **base_position(pacman=(3, 2), ghosts=[(3, 1, "down")], level=FAST)
+    )
+    reward, terminated, _ = game.step(3)
+    assert terminated and reward == pytest.approx(step + killed)
+    assert game.lane()["ghosts"] == [((4, 1), "down")]
+
+
 @pytest.mark.parametrize("mode", ["regular", "avoid"])
 def test_the_last_food_on_a_pill_cell_starts_the_level_without_the_pill(mode, backend):
     """DeepMind's code eats the food first; the last food starts the next level at once, whose

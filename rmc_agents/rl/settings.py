@@ -318,6 +318,25 @@ class StopSettings:
 
 
 @dataclass
+class EvaluationSettings:
+    """Evaluation during training (rmc_agents.rl.evaluation): every ``every`` iterations (0: off),
+    ``episodes`` episodes of the current policy, the env seeded with ``seed`` each time."""
+
+    every: int = 0
+    episodes: int = 10
+    seed: int = 1_000_003
+    deterministic: bool = False  # the most likely action instead of a sampled one
+    max_steps: int | None = None  # end an episode after this many steps
+
+    def validate(self) -> None:
+        if self.every < 0:
+            raise ValueError(f"evaluation.every must be >= 0, got {self.every}")
+        _positive("evaluation.episodes", self.episodes)
+        if self.max_steps is not None:
+            _positive("evaluation.max_steps", self.max_steps)
+
+
+@dataclass
 class RunSettings:
     """One training run."""
 
@@ -331,6 +350,7 @@ class RunSettings:
     appo: APPOSettings = field(default_factory=APPOSettings)
     resources: ResourceSettings = field(default_factory=ResourceSettings)
     stop: StopSettings = field(default_factory=StopSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     checkpoint_every_seconds: float = 120.0
     min_time_s_per_iteration: float = 1.0
     min_sample_timesteps_per_iteration: int = 1000

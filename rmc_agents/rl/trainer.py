@@ -53,6 +53,9 @@ METRIC_COLUMNS: dict[str, str | tuple[str, ...] | None] = {
     "entropy": "learners/default_policy/entropy",
     # mean V(x) over the batch's real steps, in the loss's units (rewards x training.reward_scale)
     "mean_value": "learners/default_policy/mean_value",
+    # rmc_agents/rl/evaluation.py: every evaluation.every iterations (empty in the others)
+    "eval/return_mean": None,
+    "eval/return_std": None,
     # rmc_agents/rl/diagnostics.py: every training.diagnostics_every-th learner update
     **{
         f"diag/{key[len('diag_') :]}": (
@@ -557,6 +560,11 @@ class _RunState:
         self.fps_samples: list[tuple[float, float]] = []
         self.trained_in_run = 0.0  # env steps trained by this process (RLlib's may not resume)
         self.best_policy = _BestPolicy()
+        # With evaluation on, best/ holds the policy of the best evaluation, not of the best
+        # running training mean (which mixes several policies and is noisy).
+        self.select_on_eval = False
+        self.best_eval = _number(previous.get("best_eval_return_mean"))
+        self.last_eval: float | None = _number(previous.get("eval_return_mean"))
 
     def observe(self, result: dict[str, Any], dt: float, algo: Any, watchdog: _Watchdog) -> dict:
         """Count one iteration's result; return its ``progress.csv`` row."""
@@ -597,8 +605,16 @@ class _RunState:
             self.last_return = row["episode_return_mean"]
             if self.best is None or self.last_return > self.best:
                 self.best = self.last_return
-                self.best_policy.hold(algo, row)
+                if not self.select_on_eval:
+                    self.best_policy.hold(algo, row)
         return row
+
+    def observe_eval(self, row: dict[str, Any], algo: Any) -> None:
+        """Count an evaluation (``row`` holds its ``eval/*`` values); keep the best policy."""
+        self.last_eval = row["eval/return_mean"]
+        if self.best_eval is None or self.last_eval > self.best_eval:
+            self.best_eval = self.last_eval
+            self.best_policy.hold(algo, row)
 
     def stop_reason(self, stop: Any) -> str:
         """Why the run stops now ("" to go on): the first stop criterion that is met."""
@@ -621,6 +637,8 @@ class _RunState:
             "time_s": self.time_offset + self.elapsed,
             "episode_return_mean": self.last_return,
             "best_episode_return_mean": self.best,
+            "eval_return_mean": self.last_eval,
+            "best_eval_return_mean": self.best_eval,
         }
 
 
@@ -679,6 +697,12 @@ def _loop(
     interactive = sys.stdout.isatty()
     last_print = 0.0
     last_ckpt = time.monotonic()
+    evaluator = None
+    if run.evaluation.every:
+        from rmc_agents.rl.evaluation import Evaluator
+
+        evaluator = Evaluator(run, algo)
+        state.select_on_eval = True
     try:
         with _Watchdog(run.stall_seconds) as watchdog:
             while True:
@@ -687,6 +711,9 @@ def _loop(
                 watchdog.check()
                 watchdog.iterations += 1
                 row = state.observe(result, time.monotonic() - t0, algo, watchdog)
+                if evaluator is not None and evaluator.due(state.iteration):
+                    row.update(evaluator.evaluate())
+                    state.observe_eval(row, algo)
                 record.write(row)
                 line = _progress_line(row, run.stop.timesteps)
                 if interactive:
@@ -720,6 +747,9 @@ def _loop(
     except KeyboardInterrupt:
         state.elapsed = time.monotonic() - state.start
         stopped_because = "interrupted"
+    finally:
+        if evaluator is not None:
+            evaluator.close()
     if interactive:
         print()
     return stopped_because
@@ -753,6 +783,9 @@ def _finish(
         "time_s": round(state.time_offset + state.elapsed, 1),
         "episode_return_mean": state.last_return,
         "best_episode_return_mean": state.best,
+        # with evaluation on (evaluation.every): the last and the best evaluation's mean return
+        "eval_return_mean": state.last_eval,
+        "best_eval_return_mean": state.best_eval,
         "frames_per_second": round(run_steps / run_time, 1) if run_time > 0 else 0.0,
         # IMPALA drops sampled batches that its learner cannot take in time: this is the rate
         # that was learned from (below frames_per_second when the learner is the bottleneck).

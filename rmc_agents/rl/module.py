@@ -26,6 +26,7 @@ settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 ``ModelSettings``, e.g. 4 memories x 4 heads x 32 for the RMC), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
 (``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``skip`` (``False``: the heads also see the torso's features beside the core's output),
+``output_scale`` (1.0: the core's output is multiplied by it before the heads),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
 :mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
 """
@@ -69,6 +70,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "image_rows": True,
     "head_hiddens": [],
     "skip": False,
+    "output_scale": 1.0,
     "max_seq_len": 22,
     "cuda_graphs": True,
 }
@@ -152,6 +154,10 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         self.skip = bool(cfg.get("skip", False))
         self.skip_size = self.encoder.out_size * max(self.encoder.num_rows, 1) if self.skip else 0
         head_sizes = [out + self.skip_size, *cfg["head_hiddens"]]
+        # output_scale: the core's output is multiplied by it before the heads (and the skip's
+        # features are not). How far one Adam step moves the logits grows with the size of the
+        # heads' inputs; the RMC's memory is about ten times the LSTM's h (docs/cores.md).
+        self.output_scale = float(cfg.get("output_scale", 1.0))
         self.pi_torso = _mlp(head_sizes)
         self.vf_torso = _mlp(head_sizes)
         self.pi = nn.Linear(head_sizes[-1], num_logits)
@@ -217,7 +223,7 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         core = self._target["core"] if target else self.core
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
             feats = encoder(obs)
-            outputs = core(feats)
+            outputs = core(feats) * self.output_scale
             if self.skip:
                 outputs = torch.cat([outputs, feats.reshape(feats.shape[0], -1)], dim=-1)
             return outputs, None
@@ -235,6 +241,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         else:
             outputs, state = core.unroll(feats, self._state_in(batch), resets=resets)
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
+        if self.output_scale != 1.0:
+            outputs = outputs * self.output_scale
         if self.skip:
             outputs = torch.cat([outputs, feats.reshape(b, t, -1)], dim=-1)
         return outputs, state_out

@@ -60,6 +60,7 @@ class ModelSettings:
     image_rows: bool = True
     head_hiddens: list[int] = field(default_factory=list)
     skip: bool = False  # the heads also see the torso's features beside the core's output
+    output_scale: float = 1.0  # the core's output times this before the heads (docs/cores.md)
     prev_action: bool = False
     prev_reward: bool = False
     max_seq_len: int = 22  # rollout_fragment_length + 2: one learner chunk per fragment
@@ -73,6 +74,7 @@ class ModelSettings:
         if self.attention_mlp_layers < 0:
             raise ValueError(f"attention_mlp_layers must be >= 0, got {self.attention_mlp_layers}")
         _positive("max_seq_len", self.max_seq_len)
+        _positive("output_scale", self.output_scale)
         for name in ("conv_channels", "mlp_hiddens", "head_hiddens"):
             if any(v <= 0 for v in getattr(self, name)):
                 raise ValueError(f"{name} must hold positive sizes, got {getattr(self, name)}")
@@ -114,6 +116,7 @@ class ModelSettings:
             "image_rows": self.image_rows,
             "head_hiddens": list(self.head_hiddens),
             "skip": self.skip,
+            "output_scale": self.output_scale,
             "max_seq_len": self.max_seq_len,
             "cuda_graphs": self.cuda_graphs,
         }

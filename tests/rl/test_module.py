@@ -359,3 +359,30 @@ def test_stateless_cartpole_id_hides_velocities_and_keeps_the_time_limit():
     full = np.asarray(env.unwrapped.state, dtype=np.float32)  # x, x_dot, theta, theta_dot
     np.testing.assert_allclose(obs, full[[0, 2]], rtol=1e-6)
     env.close()
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
+def test_skip_and_output_scale_shape_what_the_heads_see(core):
+    """skip: the heads' inputs are the core's output, then the torso's features flattened;
+    output_scale multiplies the core's part only; the logits are the heads of that."""
+    space = SPACES["image"]
+    plain = build(core, space)
+    torch.manual_seed(0)
+    scaled = build(core, space, skip=True, output_scale=0.25)
+    core_state = {k: v for k, v in scaled.state_dict().items() if not k.startswith(("pi", "vf"))}
+    plain.load_state_dict(core_state, strict=False)
+    lead = (2, 3) if core != "mlp" else (6,)
+    obs = sample_batch(space, lead)
+    batch = {Columns.OBS: obs}
+    if core != "mlp":
+        batch[Columns.STATE_IN] = initial_state(plain, 2)
+    with torch.no_grad():
+        ours = scaled.forward_train(batch)[Columns.EMBEDDINGS]
+        reference = plain.forward_train(batch)[Columns.EMBEDDINGS]
+        feats = scaled.encoder(obs.reshape(-1, *space.shape)).reshape(*lead, -1)
+    size = plain.core.output_size
+    assert ours.shape[-1] == size + scaled.skip_size == size + feats.shape[-1]
+    torch.testing.assert_close(ours[..., :size], 0.25 * reference)
+    torch.testing.assert_close(ours[..., size:], feats)
+    logits = scaled.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
+    torch.testing.assert_close(logits, scaled.pi(scaled.pi_torso(ours)))

@@ -129,10 +129,11 @@ class RelationalMemory(nn.Module):
             or ``"attended"`` (the attended memory ``M~`` before gating, **ours**: like an LSTM's
             ``h`` beside its cell, it answers this step while the gates decide what is kept; the
             state is the gated memory either way, and without gating the two are the same).
-        slot_embeddings: give each slot a learned vector that is added to its memory row where
-            the first block computes its query, key and value (not to the memory itself) **(ours)**:
-            slots that hold the same content still ask different questions. Off in the paper's
-            core (whose parameter count then does not depend on ``mem_slots``).
+        slot_embeddings: give each slot a learned vector of its own that is added to its row's
+            normalised queries, keys and values in the first block **(ours)**: slots that hold the
+            same content still ask different questions, at a scale the memory's size cannot drown.
+            Off in the paper's core (whose parameter count then does not depend on
+            ``mem_slots``).
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -203,7 +204,7 @@ class RelationalMemory(nn.Module):
         )
         self.register_load_state_dict_pre_hook(_load_per_block_mlp)
         self.slot_embedding = (
-            nn.Parameter(torch.empty(self.mem_slots, self.mem_size)) if slot_embeddings else None
+            nn.Parameter(torch.empty(self.mem_slots, qkv_size)) if slot_embeddings else None
         )
         if self.gate_style is None:
             self.gate_inputs = None
@@ -240,9 +241,8 @@ class RelationalMemory(nn.Module):
                 _init_linear(module)
             elif isinstance(module, nn.LayerNorm):
                 module.reset_parameters()
-        if self.slot_embedding is not None:  # rows of about unit norm, like the initial memory's
-            std = 1.0 / math.sqrt(self.mem_size)
-            nn.init.trunc_normal_(self.slot_embedding, std=std, a=-2.0 * std, b=2.0 * std)
+        if self.slot_embedding is not None:  # the scale of the normalised qkv it is added to
+            nn.init.trunc_normal_(self.slot_embedding, std=1.0, a=-2.0, b=2.0)
 
     def extra_repr(self) -> str:
         return (
@@ -504,8 +504,10 @@ class RelationalMemory(nn.Module):
         attention = []
         for index, block in enumerate(self.blocks):
             if index == 0:
-                asking = memory if self.slot_embedding is None else memory + self.slot_embedding
-                qkv = torch.cat([block.project_qkv(asking), input_qkv], dim=1)
+                memory_qkv = block.project_qkv(memory)
+                if self.slot_embedding is not None:
+                    memory_qkv = memory_qkv + self.slot_embedding
+                qkv = torch.cat([memory_qkv, input_qkv], dim=1)
             else:
                 qkv = block.project_qkv(rows)
             last = index == self.num_blocks - 1

@@ -47,10 +47,9 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
     mx = np.concatenate([memory, projected], axis=1)  # [B, N, D]
     all_weights = []
     for b in range(cfg["num_blocks"]):
-        asking = mx.copy()
-        if b == 0 and "slot_embedding" in p:  # each slot's own vector, for its qkv only
-            asking[:, :slots] += p["slot_embedding"]
-        qkv = norm(f"blocks.{b}.qkv_norm", linear(f"blocks.{b}.qkv", asking))
+        qkv = norm(f"blocks.{b}.qkv_norm", linear(f"blocks.{b}.qkv", mx))
+        if b == 0 and "slot_embedding" in p:  # each slot's own vector on its normalised qkv
+            qkv[:, :slots] += p["slot_embedding"]
         attended = np.zeros_like(mx)
         block_weights = []
         for h in range(heads):
@@ -556,7 +555,7 @@ def test_slot_embeddings_keep_equal_slots_apart():
         _, nxt = core(x, memory)
         spreads[on] = float((nxt[:, :, None] - nxt[:, None]).abs().max())
     assert spreads[False] < 1e-5 and spreads[True] > 1e-2
-    assert tuple(core.slot_embedding.shape) == (4, 8)
+    assert tuple(core.slot_embedding.shape) == (4, 2 * (4 + 4 + 4))  # heads x (q, k, v)
     assert "slot_embedding" in dict(core.named_parameters())
 
 

@@ -238,13 +238,16 @@ class EpisodesToTrainBatch(ConnectorV2):
         device = self._device if self._device is not None else _device_of(module)
         if not self.covers(rl_module, batch, episodes):
             self.fallbacks += 1
+            # Only the data: the outer pipeline also hands each piece its metrics logger, its
+            # metrics prefix and the deprecated ``data``. The stock pipeline sets the last two
+            # itself (passed on, they raised "got multiple values for keyword argument"), and its
+            # timer would share the outer pipeline's key in the same logger.
             return self._stock_pipeline(device)(
                 rl_module=rl_module,
                 batch=batch,
                 episodes=episodes,
                 explore=explore,
                 shared_data=shared_data,
-                **kwargs,
             )
         if shared_data is None:
             shared_data = {}

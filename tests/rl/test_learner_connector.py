@@ -222,6 +222,25 @@ def test_what_it_does_not_cover_goes_to_rllibs_pipeline():
     _assert_same_batch(started[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
 
 
+def test_the_fallback_works_inside_rllibs_learner_pipeline():
+    """In training the connector runs inside RLlib's LearnerConnectorPipeline, which passes its
+    metrics prefix along: the fallback must still reach RLlib's pieces (it once raised a
+    TypeError there, ending a StatelessCartPole run at the first episode both terminated and
+    truncated)."""
+    from ray.rllib.connectors.learner import LearnerConnectorPipeline
+    from ray.rllib.utils.metrics.metrics_logger import MetricsLogger
+
+    multi, blob = _module_and_sample("gru")
+    listed = pickle.dumps([_as_lists(e) for e in pickle.loads(blob) if e.t_started == 0])
+    ours = EpisodesToTrainBatch()
+    outer = LearnerConnectorPipeline(connectors=[ours])
+    episodes = pickle.loads(listed)
+    got = outer(rl_module=multi, episodes=episodes, shared_data={}, metrics=MetricsLogger())
+    assert ours.fallbacks == 1
+    want = _stock()(rl_module=multi, batch={}, episodes=pickle.loads(listed))
+    _assert_same_batch(got[DEFAULT_MODULE_ID], want[DEFAULT_MODULE_ID])
+
+
 def test_a_module_that_does_not_say_it_accepts_resets_gets_rllibs_layout(monkeypatch):
     from rmc_agents.rl.module import RecurrentAgentModule
 

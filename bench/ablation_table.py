@@ -1,0 +1,91 @@
+"""A Markdown table of runs side by side: returns per fifth of the frames and the diagnostics.
+
+Each argument is ``NAME=PATH``, PATH a run folder (or its ``progress.csv``). Per run: the frames,
+the mean return over the last 20% of the frames (as ``bench/learning.py`` measures it), the mean
+return in each fifth of the frames, and the means over the first and the last fifth of the learner's
+diagnostics (``diag/*``, docs/training.md): the KL of one update, the mean |log rho|, the slot
+spread, the forget gate.
+
+    python bench/ablation_table.py rmc=runs/a lstm=runs/b
+    python bench/ablation_table.py --records bench/records/rmc_ablations   # every CSV there
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from pathlib import Path
+
+DIAGNOSTICS = {
+    "KL/update": "diag/policy_kl",
+    "|log rho|": "diag/log_rho",
+    "slot spread": "diag/slot_spread",
+    "forget gate": "diag/forget_gate",
+}
+
+
+def _csv(path: Path) -> Path:
+    return path if path.suffix == ".csv" else path / "progress.csv"
+
+
+def fifths(rows: list[dict], column: str) -> list[float]:
+    """Mean of ``column`` over the rows of each fifth of the frames (NaN where it is empty)."""
+    last = float(rows[-1]["env_steps"])
+    out = []
+    for q in range(5):
+        lo, hi = last * q / 5, last * (q + 1) / 5
+        values = [
+            float(r[column])
+            for r in rows
+            if r.get(column) not in (None, "") and lo <= float(r["env_steps"]) <= hi
+        ]
+        out.append(sum(values) / len(values) if values else math.nan)
+    return out
+
+
+def _fmt(x: float, digits: int = 1) -> str:
+    if math.isnan(x):
+        return "-"
+    return f"{x:.{digits}f}" if abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
+
+
+def table(runs: list[tuple[str, Path]]) -> str:
+    head = ["run", "frames", "last 20%", "per fifth"]
+    for name in DIAGNOSTICS:
+        head.append(f"{name} first / last fifth")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, path in runs:
+        with _csv(path).open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        returns = fifths(rows, "episode_return_mean")
+        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(returns[-1])]
+        cells.append(" / ".join(_fmt(v, 0) for v in returns))
+        for column in DIAGNOSTICS.values():
+            if column in rows[0]:
+                values = fifths(rows, column)
+                cells.append(f"{_fmt(values[0], 3)} / {_fmt(values[-1], 3)}")
+            else:
+                cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("runs", nargs="*", help="NAME=PATH (a run folder or a progress.csv)")
+    p.add_argument("--records", help="a folder of CSV files: one row each, named by the file")
+    args = p.parse_args()
+    runs = []
+    for item in args.runs:
+        name, _, path = item.partition("=")
+        runs.append((name, Path(path)))
+    if args.records:
+        runs += [(f.stem, f) for f in sorted(Path(args.records).glob("*.csv"))]
+    if not runs:
+        p.error("give NAME=PATH runs or --records")
+    print(table(runs))
+
+
+if __name__ == "__main__":
+    main()

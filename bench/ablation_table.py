@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import random
+import re
 from pathlib import Path
 
 DIAGNOSTICS = {
@@ -71,6 +73,41 @@ def table(runs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
+def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10_000) -> tuple:
+    """The ``level`` percentile interval of the mean of ``values`` over ``draws`` resamples
+    (seeded: the same values give the same interval)."""
+    rng = random.Random(0)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(draws))
+    cut = (1.0 - level) / 2.0
+    return means[int(cut * draws)], means[min(draws - 1, int((1.0 - cut) * draws))]
+
+
+def groups(runs: list[tuple[str, Path]]) -> str:
+    """Per variant (a run's name without its ``-seedN...`` part): the seeds' last-20% returns,
+    their mean and a 95% bootstrap interval of the mean (a repeated seed counts once: its first)."""
+    by_group: dict[str, dict[str, float]] = {}
+    for name, path in runs:
+        match = re.match(r"(.*)-seed(\d+)", name)
+        if not match:
+            continue
+        with _csv(path).open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        by_group.setdefault(match.group(1), {}).setdefault(
+            match.group(2), fifths(rows, "episode_return_mean")[-1]
+        )
+    lines = ["| variant | seeds | last 20% per seed | mean | 95% bootstrap interval |"]
+    lines.append("|---|---|---|---|---|")
+    for group, seeds in by_group.items():
+        values = [seeds[s] for s in sorted(seeds, key=int)]
+        low, high = bootstrap_interval(values)
+        lines.append(
+            f"| {group} | {','.join(sorted(seeds, key=int))} | "
+            f"{' / '.join(_fmt(v) for v in values)} | {_fmt(sum(values) / len(values))} | "
+            f"{_fmt(low)}-{_fmt(high)} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="*", help="NAME=PATH (a run folder or a progress.csv)")
@@ -85,6 +122,8 @@ def main() -> None:
     if not runs:
         p.error("give NAME=PATH runs or --records")
     print(table(runs))
+    print()
+    print(groups(runs))
 
 
 if __name__ == "__main__":

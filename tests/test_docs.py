@@ -102,18 +102,117 @@ def test_command_uses_existing_flags_and_files(page, command):
         previous = arg
 
 
-def test_plain_torch_inference_snippet_runs(monkeypatch, capsys):
-    """docs/training.md's "A trained policy in plain torch (no Ray)" block, run as written, on a
-    shipped agent in place of the run directory it names."""
+def _plain_torch_snippet() -> str:
     text = (REPO / "docs" / "training.md").read_text()
-    section = text.split("## A trained policy in plain torch (no Ray)", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    run_module = (
-        "runs/MiniPacman-Viewport-v0-rmc/checkpoint/learner_group/learner/rl_module/default_policy"
-    )
-    assert run_module in code
-    code = code.replace(run_module, str(REPO / "pretrained" / "viewport-rmc" / "policy"))
+    section = text.split("## A trained policy in plain torch (without starting Ray)", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_plain_torch_inference_snippet_runs(monkeypatch, capsys):
+    """docs/training.md's "A trained policy in plain torch" block, run as written (it loads a
+    shipped agent)."""
+    code = _plain_torch_snippet()
+    assert 'load_policy("pretrained/viewport-rmc")' in code
     monkeypatch.chdir(REPO)
     exec(compile(code, "docs/training.md", "exec"), {})
     score = float(capsys.readouterr().out.strip().splitlines()[-1])
     assert score >= 0
+
+
+def test_plain_torch_snippet_acts_on_a_stateless_policy(monkeypatch, tmp_path, capsys):
+    """The same block with an ``mlp`` policy (no state, no time dimension) takes the action its
+    logits favour, not action 0 whatever they say."""
+    import gymnasium as gym
+    import torch
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rmc_agents.policy_file import save_policy
+    from rmc_agents.rl.spec import policy_spec
+
+    spec = policy_spec("mlp", hidden_size=8)
+    env = gym.make("MiniPacman-Viewport-v0")
+    module = RLModuleSpec(
+        module_class=spec.module_class,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config=spec.model_config,
+    ).build()
+    with torch.no_grad():
+        module.pi.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 50.0, 0.0]))  # action 3, always
+    save_policy(module, tmp_path / "mlp", env="MiniPacman-Viewport-v0")
+    taken = []
+    make = gym.make
+
+    def recording_make(*args, **kwargs):
+        made = make(*args, **kwargs)
+        step = made.step
+        made.step = lambda action: (taken.append(action), step(action))[1]
+        return made
+
+    monkeypatch.setattr(gym, "make", recording_make)
+    code = _plain_torch_snippet().replace("pretrained/viewport-rmc", str(tmp_path / "mlp"))
+    exec(compile(code, "docs/training.md", "exec"), {})
+    assert taken and set(taken) == {3}, taken[:10]
+
+
+# --- choices in --help and in the docs ---------------------------------------------------------
+
+CHOICE_LIST = re.compile(r"(--(?:model|algo))[ =]((?:[a-z][a-z0-9-]*\\?\|)+[a-z][a-z0-9-]*)")
+
+
+@functools.cache
+def _choices(program: tuple[str, ...], flag: str) -> frozenset[str]:
+    out = subprocess.run(
+        [sys.executable, *program, "--help"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    text = " ".join(out.stdout.split())  # help lines unwrapped
+    found = re.search(re.escape(flag) + r" \{([^}]+)\}", text)  # argparse's choices
+    if found:
+        return frozenset(found.group(1).split(","))
+    found = re.search(re.escape(flag) + r" [A-Z_]+ one of ([a-z0-9, -]+?) \(", text)  # in words
+    assert found, f"{' '.join(program)} --help lists no choices for {flag}"
+    return frozenset(found.group(1).replace(" ", "").split(","))
+
+
+def _choice_lists() -> list[tuple[str, str, str, list[str], bool]]:
+    """(page, program, flag, values, complete) of every ``--model a|b|c`` / ``--algo a|b|c`` list in
+    the README and docs (the changelog aside: it records what was). ``complete``: a list that
+    stands for all the choices (a table row naming the flag, a usage line's ``[--flag ...]``, a
+    comment ``# --flag ...``); others (a few examples) need only name existing choices."""
+    found = []
+    for page in PAGES:
+        if page.name == "changes.md":
+            continue
+        for line in page.read_text().splitlines():
+            for match in CHOICE_LIST.finditer(line):
+                flag, values = match.group(1), match.group(2).replace("\\", "").split("|")
+                before = line[: match.start()]
+                complete = before.endswith(("| `", "[", "# "))
+                supervised = page.name == "supervised.md" or "rmc_agents.supervised" in line
+                program = "rmc_agents.supervised" if supervised else "train_agent.py"
+                found.append((page.name, program, flag, values, complete))
+    return found
+
+
+CHOICE_LISTS = _choice_lists()
+
+
+def test_the_docs_list_choices():
+    programs = {(program, flag) for _, program, flag, _, complete in CHOICE_LISTS if complete}
+    assert {("train_agent.py", "--model"), ("train_agent.py", "--algo")} <= programs
+    assert ("rmc_agents.supervised", "--model") in programs
+
+
+@pytest.mark.parametrize(
+    "page, program, flag, values, complete",
+    CHOICE_LISTS,
+    ids=[f"{p}:{f}={'|'.join(v)}" for p, _, f, v, _ in CHOICE_LISTS],
+)
+def test_docs_choices_match_help(page, program, flag, values, complete):
+    """The choices a page lists for ``--model`` / ``--algo`` are those ``--help`` offers: all of
+    them where the page stands for the whole list."""
+    run = ("-m", program) if program == "rmc_agents.supervised" else (program,)
+    choices = _choices(run, flag)
+    assert set(values) <= choices, f"{page}: {flag} lists {values}; --help offers {sorted(choices)}"
+    if complete:
+        assert set(values) == choices, f"{page}: {flag} lists {values}, --help {sorted(choices)}"

@@ -1,4 +1,4 @@
-"""The Mini-Pacman game rules (SPEC section 1), written once for N games at a time.
+"""The Mini-Pacman game rules (docs/environments.md), written once for N games at a time.
 
 ``GameCore(mode, frame_cap, num_games=N)`` keeps the state of N games in numpy arrays and steps
 them together: one numpy operation per rule line, whatever N is. ``GameCore(mode, frame_cap)``
@@ -39,7 +39,7 @@ _DRAW_STEP, _DRAW_LEVEL_MID, _DRAW_LEVEL_END = 0, 1 << 18, 1 << 19
 
 @dataclass(frozen=True)
 class ModeRules:
-    """Rewards and level-advance conditions of one mode (SPEC section 1 table)."""
+    """Rewards and level-advance conditions of one mode (docs/environments.md)."""
 
     name: str
     step: float
@@ -300,7 +300,7 @@ class GameCore:
             o.put(self, name, sel, value)
 
     def step(self, actions, live=True):
-        """Advance every game one step with ``actions`` (SPEC section 1 step order).
+        """Advance every game one step with ``actions`` (the step order of docs/environments.md).
 
         ``live`` (batched only) marks the games whose random stream advances; the others are
         about to be reset and their step is thrown away. Returns ``(reward, terminated,

@@ -3,7 +3,7 @@
 Each visible cell gets a small integer code (bit 0 food, bit 1 pill, bit 2 wall, bit 3 ghost,
 bit 4 Pacman, plus 32 x power on ghost cells, since a ghost's colour depends on its edibility
 ``power / 20``); one ``np.take`` from a palette turns the codes into the observation. The palette
-rows are written from the encoding rules of SPEC section 1 (priority pacman > ghost > pill > food >
+rows are written from the encoding rules of docs/environments.md (priority pacman > ghost > pill > food >
 wall > empty), so there is no per-pixel loop.
 """
 

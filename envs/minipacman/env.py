@@ -164,7 +164,7 @@ class MiniPacmanEnv(gym.Env):
         return self._observation(), self._info()
 
     def step(self, action):
-        """One game step (SPEC section 1 order). Returns obs, reward, terminated, truncated, info."""
+        """One game step (in the order of docs/environments.md). Returns obs, reward, terminated, truncated, info."""
         if type(action) is not int or not 0 <= action < NUM_ACTIONS:
             action = check_action(action)
         if not self._started:

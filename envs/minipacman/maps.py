@@ -100,7 +100,7 @@ def _open_dirs(r: int, c: int) -> list[int]:
 
 
 def _ghost_choice(avail: list[int], d: int, dr: int, dc: int, flee: bool) -> int:
-    """The ghost movement rule of SPEC section 1, without the random turn."""
+    """The ghost movement rule (docs/environments.md), without the random turn."""
     if len(avail) == 1:
         return avail[0]
     if len(avail) == 2:

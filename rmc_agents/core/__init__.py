@@ -1,8 +1,9 @@
 """Recurrent cores with one interface: the Relational Memory Core, LSTM/GRU baselines and the DNC.
 
 Every core has ``output_size``, ``initial_state(batch_size, device=None)``, a one-step
-``core(x, state) -> (output, next_state)`` and ``unroll(xs, state, resets=None)``; see
-``notes/CORE_CONTRACT.md``. States are a tensor (RMC) or a tuple of tensors (LSTM, GRU), all batch
+``core(x, state) -> (output, next_state)`` and ``unroll(xs, state, resets=None)`` (``resets``:
+``[B, T]`` bool, the state restarts from the initial one before a step where it is True; the
+tests in ``tests/core/`` hold every core to this). States are a tensor (RMC) or a tuple of tensors (LSTM, GRU), all batch
 first; :func:`as_tuple` and ``core.from_tuple`` convert between the two forms.
 """
 

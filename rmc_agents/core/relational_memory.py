@@ -4,7 +4,7 @@ The memory is a set of ``mem_slots`` vectors of ``mem_size = num_heads * head_si
 step the input is projected to one or more extra rows, every row attends over all rows
 (multi-head dot-product attention followed by a row-wise MLP, both with residual connections and
 row-wise LayerNorm), the input rows are dropped again, and LSTM-style input and forget gates mix the
-attended memory with the previous one. See ``SPEC.md`` section 2 for the equations.
+attended memory with the previous one. docs/cores.md gives the equations' sources.
 
 Speed: ``unroll`` computes everything that does not depend on the memory for all time steps at
 once (the input projection, the first block's queries/keys/values of the input rows, and the input

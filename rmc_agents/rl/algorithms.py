@@ -12,13 +12,9 @@ from ray.rllib.algorithms.impala import IMPALAConfig
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from rmc_agents.rl.connectors import env_to_module_pipeline, module_to_env_pipeline
-from rmc_agents.rl.env_runner import LeanEnvRunner
 from rmc_agents.rl.envs import register_rllib_env, resolve_env
-from rmc_agents.rl.fault_tolerance import FaultTolerantAPPO, FaultTolerantIMPALA
 from rmc_agents.rl.learner_connector import learner_pipeline
 from rmc_agents.rl.module import RecurrentAgentModule
-from rmc_agents.rl.optim import LEARNERS
 from rmc_agents.rl.settings import RunSettings
 
 __all__ = ["build_algo_config", "module_spec", "set_driver_threads", "use_rllib_sampling"]
@@ -45,11 +41,15 @@ def set_driver_threads(run: RunSettings) -> None:
 
 
 def build_algo_config(run: RunSettings) -> AlgorithmConfig:
-    """The RLlib config of ``run.algorithm`` (IMPALA, APPO or PPO) for ``run``, with this project's
-    module, EnvRunner, connectors, learner and fault handling whatever the algorithm.
+    """The RLlib config of ``run.algorithm`` (IMPALA, APPO or PPO) for ``run``: RLlib's config of
+    that algorithm with ``run``'s settings, through :func:`rmc_agents.rl.configure` (the module,
+    learner, connectors, EnvRunner and algorithm class, the same call a user's own script makes),
+    then what only the trainer's settings reach.
 
     Raises ``EnvResolutionError`` for a bad ``run.env``.
     """
+    from rmc_agents.rl.agent_config import configure
+
     resolved = resolve_env(run.env)
     env_name = register_rllib_env()
     res, tr, model = run.resources, run.training, run.model
@@ -57,24 +57,6 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     lr: Any = run.lr
     if tr.anneal_lr and run.stop.timesteps:
         lr = [[0, run.lr], [run.stop.timesteps, 0.0]]
-    runner_kwargs: dict[str, Any] = {
-        "num_env_runners": res.num_env_runners,
-        "num_envs_per_env_runner": res.envs_per_runner,
-        "num_cpus_per_env_runner": res.num_cpus_per_env_runner,
-        "rollout_fragment_length": tr.rollout_fragment_length,
-        "max_requests_in_flight_per_env_runner": res.requests_in_flight_per_runner,
-        "gym_env_vectorize_mode": "vector_entry_point" if resolved.has_vector_face else "sync",
-    }
-    if not tr.step_infos_to_learner:  # the learner does not read step infos: do not ship them
-        runner_kwargs["env_runner_cls"] = LeanEnvRunner
-    # The EnvRunner's connector pipelines: one-pass pieces where they apply, else RLlib's
-    # defaults (rmc_agents.rl.connectors), so RLlib must not add its own.
-    runner_kwargs["env_to_module_connector"] = env_to_module_pipeline(
-        int(model.prev_action), int(model.prev_reward)
-    )
-    runner_kwargs["module_to_env_connector"] = module_to_env_pipeline()
-    runner_kwargs["add_default_connectors_to_env_to_module_pipeline"] = False
-    runner_kwargs["add_default_connectors_to_module_to_env_pipeline"] = False
     training: dict[str, Any] = {
         "lr": lr,
         "gamma": tr.gamma,
@@ -120,38 +102,48 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             env_name, env_config={"env_spec": run.env, "env_kwargs": dict(run.env_kwargs)}
         )
         .framework("torch")
-        .env_runners(**runner_kwargs)
+        .env_runners(
+            num_env_runners=res.num_env_runners,
+            num_envs_per_env_runner=res.envs_per_runner,
+            num_cpus_per_env_runner=res.num_cpus_per_env_runner,
+            rollout_fragment_length=tr.rollout_fragment_length,
+            max_requests_in_flight_per_env_runner=res.requests_in_flight_per_runner,
+            gym_env_vectorize_mode="vector_entry_point" if resolved.has_vector_face else "sync",
+        )
         .learners(num_learners=res.num_learners, num_gpus_per_learner=res.gpus_per_learner)
         .training(**training)
-        .rl_module(rl_module_spec=module_spec(run))
         .reporting(
             min_time_s_per_iteration=run.min_time_s_per_iteration,
             min_sample_timesteps_per_iteration=run.min_sample_timesteps_per_iteration,
         )
         .debugging(seed=run.seed)
     )
-    # rmc_agents.rl.fault_tolerance: IMPALA and APPO wait out a moment with every EnvRunner down
-    # instead of failing.
-    if algo != "ppo":
-        config.algo_class = FaultTolerantAPPO if algo == "appo" else FaultTolerantIMPALA
-    # rmc_agents.rl.optim: for IMPALA and APPO V-trace that bootstraps at fragment cuts
-    # (rmc_agents.rl.vtrace); for all three the non-finite guard (RLlib would apply NaN/inf
-    # updates silently), and Adam or the IMPALA paper's RMSProp.
-    if tr.learner_pipeline == "one_pass":  # rmc_agents.rl.learner_connector, instead of RLlib's
+    # The module, this project's learner (rmc_agents.rl.optim: bootstrapping V-trace for IMPALA
+    # and APPO, the non-finite guard, the optimizer, diagnostics), the one-pass connectors, the
+    # EnvRunner and the algorithm class (rmc_agents.rl.fault_tolerance).
+    configure(
+        config,
+        model.core,
+        reward_scale=run.reward_scale if algo != "ppo" else None,
+        vtrace=tr.vtrace if algo != "ppo" else "bootstrap",
+        optimizer=tr.optimizer,
+        driver_threads=res.driver_threads,
+        **{name: value for name, value in vars(model).items() if name != "core"},
+    )
+    if tr.step_infos_to_learner:  # a learner connector that reads step infos: ship them
+        config.env_runners(env_runner_cls=None)
+    if tr.learner_pipeline == "rllib":  # RLlib's stock pieces instead of the one-pass one
+        config.learners(learner_connector=None, add_default_connectors_to_learner_pipeline=True)
+    elif not tr.pack_chunks:
         config.learners(
             learner_connector=learner_pipeline(
-                algo, tr.gamma, run.ppo.gae_lambda, pack=tr.pack_chunks
-            ),
-            add_default_connectors_to_learner_pipeline=False,
+                algo, tr.gamma, run.ppo.gae_lambda, pack=False, from_config=True
+            )
         )
     config.learners(
-        learner_class=LEARNERS[algo],
         learner_config_dict={
-            "optimizer": tr.optimizer,
             "rmsprop_decay": tr.rmsprop_decay,
             "rmsprop_eps": tr.rmsprop_eps,
-            "vtrace": tr.vtrace,
-            "reward_scale": run.reward_scale,
             "keep_freed_memory": run.resources.keep_freed_memory,
             "diagnostics_every": tr.diagnostics_every,
         },

@@ -26,7 +26,7 @@ REQUIRED_FILES = (
 
 
 def verify_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Check a trainer checkpoint without Ray; return its ``trainer_progress.json``.
+    """Check a trainer checkpoint without starting Ray; return its ``trainer_progress.json``.
 
     Every ``.json`` file must parse and every ``.pkl`` file must unpickle; the required files
     (see :data:`REQUIRED_FILES`) must exist.

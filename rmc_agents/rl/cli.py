@@ -19,7 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="train_agent.py",
         description="Train an agent whose policy is the Relational Memory Core, or an "
-        "LSTM/GRU/MLP baseline, with IMPALA (default), APPO or PPO on Ray RLlib.",
+        "LSTM/GRU/DNC/MLP baseline, with IMPALA, APPO or PPO on Ray RLlib (default: IMPALA on "
+        "Mini-Pacman, PPO elsewhere).",
     )
     p.add_argument(
         "--env",

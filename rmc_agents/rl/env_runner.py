@@ -33,7 +33,17 @@ def drop_step_infos(episodes: list[Any]) -> None:
 
 
 class LeanEnvRunner(SingleAgentEnvRunner):
-    """``SingleAgentEnvRunner`` whose returned episode chunks carry no step infos (see module)."""
+    """``SingleAgentEnvRunner`` whose returned episode chunks carry no step infos (see module).
+
+    It registers this project's env ids before it makes its env, so that a config naming
+    ``MiniPacman-Viewport-v0`` works in EnvRunner processes too.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from rmc_agents.rl.envs import _import_project_envs
+
+        _import_project_envs()
+        super().__init__(*args, **kwargs)
 
     def sample(self, **kwargs: Any) -> list[Any]:
         episodes = super().sample(**kwargs)

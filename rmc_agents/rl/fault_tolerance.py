@@ -7,6 +7,9 @@
 - :class:`NonFiniteGuardLearner`: IMPALA's torch learner, but a non-finite loss or gradient stops
   the update *before* any weight changes, with an error naming the module and the parameter.
   (RLlib's default turns NaN/inf gradients into zeros or huge numbers and steps anyway, silently.)
+- :class:`GuardedPPO`: RLlib's PPO with what the two above add besides the waiting: the checks and
+  settings that :func:`rmc_agents.rl.configure` leaves to the moment the algorithm is built, and a
+  refused non-finite update raised from ``train()`` (and from every later call).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import torch
 from ray.rllib.algorithms.appo import APPO
 from ray.rllib.algorithms.impala import IMPALA
 from ray.rllib.algorithms.impala.torch.impala_torch_learner import IMPALATorchLearner
+from ray.rllib.algorithms.ppo import PPO
 
 from rmc_agents.rl.errors import NonFiniteUpdateError, non_finite_cause
 
 __all__ = [
     "FaultTolerantAPPO",
     "FaultTolerantIMPALA",
+    "GuardedPPO",
     "NonFiniteGuard",
     "NonFiniteGuardLearner",
     "non_finite_cause",
@@ -57,12 +62,55 @@ class _WaitForEnvRunners:
         return super()._sample_and_get_connector_states()
 
 
-class FaultTolerantIMPALA(_WaitForEnvRunners, IMPALA):
+class _AgentAlgorithm:
+    """(Mixin of the algorithms that :func:`rmc_agents.rl.configure` sets.)
+
+    - Before RLlib validates and freezes the config,
+      :func:`rmc_agents.rl.agent_config.prepare_for_build` checks it against what ``configure()``
+      set and fills in what depends on settings made after that call.
+    - A non-finite update refused by the learner (:class:`NonFiniteGuard`) comes out of
+      ``train()`` as the :class:`NonFiniteUpdateError` itself, also when a remote learner raised
+      it (RLlib then reports a ``RayTaskError`` and takes that learner out of service), and every
+      later ``train()`` raises it again at once: a user's own loop stops with the cause instead of
+      going on with a learner that no longer learns.
+    """
+
+    _refused_update: str | None = None  # the refused update's message (no traceback kept: a
+    # traceback holds this algorithm's frames, and the cycle would keep it alive until after
+    # Ray shut down, when its learner group can no longer stop cleanly)
+
+    def __init__(self, config: Any = None, *args: Any, **kwargs: Any) -> None:
+        from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+        if isinstance(config, AlgorithmConfig):
+            from rmc_agents.rl.agent_config import prepare_for_build
+
+            prepare_for_build(config)
+        super().__init__(config, *args, **kwargs)
+
+    def step(self) -> Any:
+        if self._refused_update is None:
+            try:
+                return super().step()
+            except Exception as exc:
+                cause = non_finite_cause(exc)
+                if cause is None:
+                    raise
+                self._refused_update = str(cause)
+        raise NonFiniteUpdateError(self._refused_update)
+
+
+class FaultTolerantIMPALA(_AgentAlgorithm, _WaitForEnvRunners, IMPALA):
     """RLlib's IMPALA; a moment with every remote EnvRunner down is waited out, not fatal."""
 
 
-class FaultTolerantAPPO(_WaitForEnvRunners, APPO):
+class FaultTolerantAPPO(_AgentAlgorithm, _WaitForEnvRunners, APPO):
     """RLlib's APPO; a moment with every remote EnvRunner down is waited out, not fatal."""
+
+
+class GuardedPPO(_AgentAlgorithm, PPO):
+    """RLlib's PPO, its config checked and completed when it is built, a refused non-finite
+    update raised from every ``train()`` after it (see the mixin)."""
 
 
 class NonFiniteGuard:
@@ -70,12 +118,15 @@ class NonFiniteGuard:
     :class:`NonFiniteUpdateError` instead of stepping on a non-finite loss or gradient, so the
     weights (and every later checkpoint) stay finite.
 
-    In IMPALA and APPO the error ends the learner thread. In the driver (``num_learners: 0``) the trainer's
-    watchdog sees the thread die and stops the run with the message. A remote learner
-    (``num_learners >= 1``) also wakes its waiting ``update`` call and raises the error from it,
-    so that the driver gets it as the cause of a ``RayTaskError`` (see :func:`non_finite_cause`)
-    instead of waiting for a thread that is gone. In PPO, whose update runs in the caller, the
-    error comes straight out of ``train()`` (or a remote learner's ``RayTaskError``).
+    In IMPALA and APPO the error ends the learner thread, and the learner's ``update`` (which
+    the algorithm's ``training_step`` calls) raises it: the call under way is woken if it waits
+    for that thread, and every later one raises it before queueing anything. So a learner in the
+    driver (``num_learners: 0``) raises it out of ``algo.train()`` in the caller's thread, in a
+    user's own loop as in the trainer's, instead of leaving ``train()`` to block or to keep
+    returning; a remote learner (``num_learners >= 1``) raises it from its ``update``, so that the
+    driver gets it as the cause of a ``RayTaskError`` (see :func:`non_finite_cause`). In PPO, whose
+    update runs in the caller, the error comes straight out of ``train()`` (or a remote learner's
+    ``RayTaskError``).
     """
 
     _non_finite: NonFiniteUpdateError | None = None
@@ -97,16 +148,11 @@ class NonFiniteGuard:
         return grads
 
     def update(self, *args: Any, **kwargs: Any) -> Any:
-        remote = self._is_remote()
-        if remote and self._non_finite is not None:
-            raise self._non_finite
-        result = super().update(*args, **kwargs)
-        if remote and self._non_finite is not None:
-            raise self._non_finite
-        return result
-
-    def _is_remote(self) -> bool:
-        return (self.config.num_learners or 0) > 0
+        if self._non_finite is None:
+            result = super().update(*args, **kwargs)
+            if self._non_finite is None:
+                return result
+        raise NonFiniteUpdateError(str(self._non_finite))  # (a new one: no traceback grows)
 
     def _param_name(self, pid: Any) -> str:
         param = self._params.get(pid)
@@ -122,7 +168,7 @@ class NonFiniteGuard:
             "observations for NaN/inf or huge values, or lower training.lr"
         )
         event = getattr(self, "_agg_event", None)
-        if event is not None and self._is_remote():  # wake `update`, which waits on this thread
+        if event is not None:  # wake `update` if it waits for this (the learner) thread
             event.set()
         raise self._non_finite
 

@@ -73,6 +73,7 @@ __all__ = [
     "learner_module",
     "learner_pipeline",
     "pack_episodes",
+    "read_targets_from_config",
     "stock_learner_pieces",
 ]
 
@@ -443,6 +444,11 @@ class AdvantagesFromTrainBatch(ConnectorV2):
     both zero in the padding. The advantages are standardised over the real steps only; RLlib's
     piece counts the bootstrap rows too, whose advantages depend on whatever follows them in the
     batch (so its statistics change with the layout; ours do not, packed or not).
+
+    ``from_config`` (and a ``gamma`` / ``lambda_`` of None): the value is the algorithm config's,
+    set when the learner is built (:func:`read_targets_from_config`, called by this project's
+    learners), whatever the piece was given before. A piece still without them refuses the first
+    batch.
     """
 
     def __init__(
@@ -450,13 +456,19 @@ class AdvantagesFromTrainBatch(ConnectorV2):
         input_observation_space: Any = None,
         input_action_space: Any = None,
         *,
-        gamma: float,
-        lambda_: float,
+        gamma: float | None,
+        lambda_: float | None,
+        from_config: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(input_observation_space, input_action_space, **kwargs)
         self.gamma = gamma
         self.lambda_ = lambda_
+        self.from_config = tuple(
+            name
+            for name, value in (("gamma", gamma), ("lambda_", lambda_))
+            if from_config or value is None
+        )
 
     def __call__(
         self,
@@ -470,6 +482,12 @@ class AdvantagesFromTrainBatch(ConnectorV2):
     ) -> Any:
         import torch
 
+        if self.gamma is None or self.lambda_ is None:
+            raise ValueError(
+                "the one-pass PPO learner connector has no gamma or lambda_: pass them to "
+                "learner_pipeline(...), or use this project's learner "
+                "(rmc_agents.rl.learner_class('ppo')), which reads them from the config"
+            )
         module, wrapped = _module_of(rl_module)
         data = batch[DEFAULT_MODULE_ID] if wrapped else batch
         with torch.no_grad():
@@ -507,16 +525,57 @@ class AdvantagesFromTrainBatch(ConnectorV2):
 
 
 def learner_pipeline(
-    algorithm: str, gamma: float = 0.99, lambda_: float = 1.0, pack: bool = True
+    algorithm: str,
+    gamma: float | None = 0.99,
+    lambda_: float | None = 1.0,
+    pack: bool = True,
+    from_config: bool = False,
 ) -> Any:
     """A ``learner_connector`` factory for ``config.training`` (with RLlib's defaults turned off):
     :class:`EpisodesToTrainBatch` (packing chunks where the module accepts resets, if ``pack``),
-    and for PPO :class:`AdvantagesFromTrainBatch` after it."""
+    and for PPO :class:`AdvantagesFromTrainBatch` after it. ``from_config`` (or a ``gamma`` /
+    ``lambda_`` of None): the config's values, set when this project's learner is built (the
+    values given serve a pipeline built outside a learner)."""
 
     def factory(input_observation_space: Any = None, input_action_space: Any = None) -> list:
         pieces: list = [EpisodesToTrainBatch(pack=pack)]
         if algorithm == "ppo":
-            pieces.append(AdvantagesFromTrainBatch(gamma=gamma, lambda_=lambda_))
+            pieces.append(
+                AdvantagesFromTrainBatch(gamma=gamma, lambda_=lambda_, from_config=from_config)
+            )
         return pieces
 
     return factory
+
+
+def _pieces(connector: Any) -> list:
+    """Every connector piece of ``connector`` (pipelines opened, in order)."""
+    inner = getattr(connector, "connectors", None)
+    if inner is None:
+        return [] if connector is None else [connector]
+    return [piece for part in inner for piece in _pieces(part)]
+
+
+def read_targets_from_config(connector: Any, config: Any) -> None:
+    """Give every :class:`AdvantagesFromTrainBatch` in ``connector`` (a learner's pipeline) the
+    ``gamma`` and ``lambda_`` it left to the config, from ``config`` (the learner's, as built).
+
+    A value given to the piece that differs from the config's is kept, with one warning that
+    names it (GAE and the rest of the algorithm would then discount differently).
+    """
+    import warnings
+
+    for piece in _pieces(connector):
+        if not isinstance(piece, AdvantagesFromTrainBatch):
+            continue
+        for name in ("gamma", "lambda_"):
+            value = getattr(config, name, None)
+            if name in piece.from_config:
+                setattr(piece, name, value)
+            elif value is not None and getattr(piece, name) != value:
+                warnings.warn(
+                    f"the learner connector's {name} ({getattr(piece, name)}) differs from the "
+                    f"config's {name} ({value}); GAE uses the connector's. Leave {name} out of "
+                    "learner_pipeline(...) to use the config's",
+                    stacklevel=2,
+                )

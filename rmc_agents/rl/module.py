@@ -130,6 +130,14 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         if name not in MODEL_NAMES:
             raise ValueError(f"model core must be one of {MODEL_NAMES}, got {name!r}")
         self.core_name = name
+        parts = getattr(self.observation_space, "spaces", None) or {}
+        for key, part in (("prev_action", "prev_n_actions"), ("prev_reward", "prev_n_rewards")):
+            if cfg.get(key) and part not in parts:  # (policy_spec sets the key)
+                raise ValueError(
+                    f"{key} is set but the observations hold no '{part}': the env-to-module "
+                    "connector that adds it is missing (rmc_agents.rl.configure adds it; by hand: "
+                    "rmc_agents.rl.connectors.env_to_module_pipeline)"
+                )
         if isinstance(self.action_space, gym.spaces.MultiDiscrete):
             self.action_dist_cls = TorchMultiCategorical.get_partial_dist_cls(
                 input_lens=[int(n) for n in np.asarray(self.action_space.nvec).ravel()]

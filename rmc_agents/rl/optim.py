@@ -1,7 +1,7 @@
 """The learner's optimizer: Adam (RLlib's default) or the IMPALA paper's RMSProp.
 
 IMPALA (Espeholt et al. 2018) trained with TensorFlow 1's ``RMSPropOptimizer``: decay 0.99,
-epsilon 0.01, momentum 0 (SPEC.md section 3). TensorFlow's variant differs from
+epsilon 0.01, momentum 0 (the paper's Atari settings). TensorFlow's variant differs from
 ``torch.optim.RMSprop`` in two ways that matter at epsilon 0.01:
 
 - epsilon is added *inside* the square root: ``g / sqrt(ms + eps)`` (torch: ``g / (sqrt(ms) +
@@ -34,6 +34,7 @@ __all__ = [
     "AgentLearner",
     "AgentPPOLearner",
     "OptimizerChoice",
+    "TargetsFromConfig",
     "TFRMSprop",
 ]
 
@@ -114,6 +115,19 @@ class KeepFreedMemory:
         super().build(*args, **kwargs)
 
 
+class TargetsFromConfig:
+    """Learner mixin: after ``build()``, the one-pass PPO connector piece takes the ``gamma`` and
+    ``lambda_`` it left open from the learner's config, the config as the algorithm was built
+    (:func:`rmc_agents.rl.learner_connector.read_targets_from_config`), as RLlib's own GAE piece
+    does; so a ``.training(gamma=...)`` made after the connector was set still counts."""
+
+    def build(self, *args: Any, **kwargs: Any) -> None:
+        super().build(*args, **kwargs)
+        from rmc_agents.rl.learner_connector import read_targets_from_config
+
+        read_targets_from_config(getattr(self, "_learner_connector", None), self.config)
+
+
 class AgentLearner(
     KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner
 ):
@@ -130,10 +144,16 @@ class AgentAPPOLearner(
 
 
 class AgentPPOLearner(
-    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, PPOTorchLearner
+    TargetsFromConfig,
+    KeepFreedMemory,
+    Diagnostics,
+    NonFiniteGuard,
+    OptimizerChoice,
+    PPOTorchLearner,
 ):
-    """PPO's torch learner with the non-finite guard, a choice of optimizer, freed memory kept and
-    the diagnostics.
+    """PPO's torch learner with the non-finite guard, a choice of optimizer, freed memory kept,
+    the diagnostics and GAE's ``gamma`` / ``lambda_`` read from the config when it is built
+    (:class:`TargetsFromConfig`).
     (PPO's targets are RLlib's GAE, which bootstraps correctly at fragment cuts: tested in
     tests/rl/test_algos.py.)"""
 

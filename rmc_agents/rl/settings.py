@@ -144,8 +144,8 @@ DIAGNOSTIC_KEYS = (
 
 @dataclass
 class TrainingSettings:
-    """IMPALA (V-trace) settings. Defaults follow the IMPALA paper's Atari agent (SPEC 3),
-    except the optimizer: RLlib's IMPALA uses Adam."""
+    """IMPALA (V-trace) settings. Defaults follow the IMPALA paper's Atari agent (Espeholt et
+    al. 2018), except the optimizer: RLlib's IMPALA uses Adam."""
 
     lr: float | None = None  # null: 6e-4 for IMPALA/APPO, 3e-4 for PPO (RunSettings.lr)
     anneal_lr: bool = False
@@ -276,7 +276,7 @@ ALGOS = ("impala", "appo", "ppo")
 
 @dataclass
 class ResourceSettings:
-    """Ray resources. The defaults fit 2 CPUs (see ``shared/RLLIB_NOTES.md``)."""
+    """Ray resources. The defaults fit 2 CPUs (see docs/performance.md)."""
 
     num_env_runners: int = 1
     envs_per_runner: int = 32

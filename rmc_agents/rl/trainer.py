@@ -235,7 +235,12 @@ class _Watchdog:
         self.last_progress = time.monotonic()
 
     def _hook(self, args: Any) -> None:
-        if args.thread is not None and "Learner" in args.thread.name:
+        from rmc_agents.rl.errors import NonFiniteUpdateError
+
+        # A refused non-finite update is raised in this thread by the learner's next ``update``
+        # (rmc_agents.rl.fault_tolerance.NonFiniteGuard): stopping the run here too would race it.
+        refused = isinstance(args.exc_value, NonFiniteUpdateError)
+        if args.thread is not None and "Learner" in args.thread.name and not refused:
             self.error = f"the learner thread failed: {args.exc_type.__name__}: {args.exc_value}"
             self._fire()
         self._old_hook(args)
@@ -801,6 +806,9 @@ def _finish(
         "checkpoint": str(checkpoint),
         "env_runner_nodes": placement,  # {"runners": n, "nodes": {node id: runners there}}
     }
+    from rmc_agents.provenance import provenance
+
+    summary["written_with"] = provenance()  # the commit, uncommitted changes or not, versions
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

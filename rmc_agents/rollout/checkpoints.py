@@ -1,4 +1,12 @@
-"""Finding and loading a trained policy (no Ray needed)."""
+"""Finding and loading a trained policy (without starting Ray).
+
+Two kinds of policy directory load here. An exported policy (``model.safetensors`` and
+``policy.json``: ``python -m rmc_agents.export``, ``pretrained/``) is rebuilt from data alone
+(:func:`rmc_agents.policy_file.load_policy`: nothing is unpickled). An RLlib checkpoint (a run's
+``checkpoint/``, or its RLModule directory) is a set of pickles: loading one runs code named in
+the files, so load only checkpoints you made or trust; ``--env`` aside, the env it was trained on
+is read from the run's ``config.yaml`` or, failing that, from RLlib's pickled algorithm config.
+"""
 
 from __future__ import annotations
 
@@ -51,23 +59,29 @@ def _newest_checkpoint_below(root: Path, depth: int = 3) -> Path | None:
 
 
 def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
-    """Find the RLModule directory for ``path``.
+    """Find the policy directory for ``path``.
 
     Args:
-        path: a run output dir, an algorithm checkpoint dir, or an RLModule dir.
+        path: an exported policy (``model.safetensors`` and ``policy.json``), a run output dir,
+            an algorithm checkpoint dir, or an RLModule dir.
 
     Returns:
-        ``(module_dir, algorithm_checkpoint)``; the second is None when ``path`` is a bare module
-        directory not inside an algorithm checkpoint.
+        ``(module_dir, algorithm_checkpoint)``: ``module_dir`` is the exported policy's directory
+        or the RLModule directory; the second is None for an exported policy and for a bare
+        module directory not inside an algorithm checkpoint.
 
     Raises:
         RolloutError: the path does not exist, is not a directory, or holds no checkpoint.
     """
+    from rmc_agents.policy_file import is_policy_dir
+
     root = Path(path).expanduser()
     if not root.exists():
         raise RolloutError(f"checkpoint path '{path}' does not exist")
     if not root.is_dir():
         raise RolloutError(f"checkpoint path '{path}' is not a directory")
+    if is_policy_dir(root):  # an exported policy: no pickles
+        return root, None
     if _is_algorithm_checkpoint(root):
         return root / MODULE_SUBDIR, root
     if _is_module_dir(root):
@@ -78,7 +92,7 @@ def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
         return root, None
     if _is_module_dir(root / "default_policy"):  # the multi-module dir .../rl_module
         return find_checkpoint(root / "default_policy")
-    if _is_module_dir(root / "policy"):  # an exported agent (pretrained/<name>/policy)
+    if _is_module_dir(root / "policy"):  # a run's best/ (or an agent exported in RLlib's format)
         return root / "policy", None
     for name in ("checkpoint", "checkpoint.old"):  # the trainer's final (or mid-swap) checkpoint
         if _is_algorithm_checkpoint(root / name):
@@ -87,8 +101,9 @@ def find_checkpoint(path: str | Path) -> tuple[Path, Path | None]:
     if newest is not None:
         return newest / MODULE_SUBDIR, newest
     raise RolloutError(
-        f"no checkpoint found in '{path}' (expected a run directory with checkpoint/, a checkpoint "
-        f"directory with {MODULE_SUBDIR.as_posix()}/, or an RLModule directory)"
+        f"no checkpoint found in '{path}' (expected an exported policy with model.safetensors "
+        f"and policy.json, a run directory with checkpoint/, a checkpoint directory with "
+        f"{MODULE_SUBDIR.as_posix()}/, or an RLModule directory)"
     )
 
 
@@ -133,8 +148,17 @@ def find_run_env(
 
     Looks for the run's ``config.yaml`` in the checkpoint dir and its parent (the trainer writes
     ``<output>/config.yaml`` and ``<output>/checkpoint/``), then in RLlib's stored config; for a
-    bare module dir (an exported agent), beside it and in its parent.
+    bare module dir, beside it and in its parent. For an exported policy: its card's env.
     """
+    from rmc_agents.policy_file import PolicyFileError, is_policy_dir, read_card
+
+    if checkpoint is None and module_dir is not None and is_policy_dir(module_dir):
+        try:
+            card = read_card(module_dir)
+        except PolicyFileError as exc:
+            raise RolloutError(str(exc)) from None
+        env, kwargs = card.get("env"), card.get("env_kwargs") or {}
+        return (env, dict(kwargs)) if isinstance(env, str) and isinstance(kwargs, dict) else None
     if checkpoint is None:
         for directory in () if module_dir is None else (module_dir, module_dir.parent):
             if (directory / RUN_CONFIG).is_file():
@@ -171,14 +195,32 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:
-    """Load the RLModule under ``path`` (see :func:`find_checkpoint`) in this process, on CPU.
+    """Load the policy under ``path`` (see :func:`find_checkpoint`) in this process, on CPU: an
+    exported policy from its safetensors and JSON card (no pickle), an RLlib checkpoint with
+    RLlib (pickles: only one you trust).
 
     Raises:
         RolloutError: no checkpoint there, or it cannot be loaded (truncated, garbage, missing
             files, classes that cannot be imported), with the cause in one line.
     """
+    from rmc_agents.policy_file import PolicyFileError, is_policy_dir
+    from rmc_agents.policy_file import load_policy as load_exported
+
     module_dir, checkpoint = find_checkpoint(path)
     env = find_run_env(checkpoint, module_dir)
+    if checkpoint is None and is_policy_dir(module_dir):
+        try:
+            with _quiet_rllib():
+                module = load_exported(module_dir)
+        except PolicyFileError as exc:
+            raise RolloutError(f"cannot load the policy from '{module_dir}': {exc}") from None
+        return LoadedPolicy(
+            module=module,
+            module_dir=module_dir,
+            checkpoint=None,
+            env_spec=env[0] if env else None,
+            env_kwargs=env[1] if env else {},
+        )
     import torch
     from ray.rllib.core.rl_module.rl_module import RLModule
 

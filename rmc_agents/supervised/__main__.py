@@ -28,6 +28,7 @@ from rmc_agents.config import (
     load_config,
     parse_set_items,
 )
+from rmc_agents.core import CORE_NAMES
 from rmc_agents.supervised import TASKS, get_task
 from rmc_agents.supervised.common import SupervisedError
 
@@ -38,12 +39,14 @@ RESUMABLE_KEYS = {"train.steps", "train.time_budget_s"}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m rmc_agents.supervised",
-        description="Train a recurrent core (RMC, LSTM or GRU) on one of the RMC paper's "
+        description="Train a recurrent core (RMC, LSTM, GRU or DNC) on one of the RMC paper's "
         "supervised tasks.",
     )
     parser.add_argument("task", help=f"one of: {', '.join(TASKS)}")
     parser.add_argument("--config", type=Path, help="YAML config (default: the paper's settings)")
-    parser.add_argument("--model", help="core: rmc, lstm or gru (sets model.core.name)")
+    parser.add_argument(
+        "--model", help=f"one of {', '.join(CORE_NAMES)} (the core: sets model.core.name)"
+    )
     parser.add_argument("--steps", type=int, help="training steps (sets train.steps)")
     parser.add_argument("--seed", type=int, help="random seed (sets train.seed)")
     parser.add_argument("--data", help="language-model: WikiText-layout directory (task.data)")

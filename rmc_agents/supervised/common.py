@@ -59,7 +59,7 @@ class TrainConfig:
 
 @dataclass
 class RMCConfig:
-    """Relational Memory Core settings (SPEC section 2; Sonnet v1 names)."""
+    """Relational Memory Core settings (Santoro et al. 2018; Sonnet v1 names; docs/cores.md)."""
 
     mem_slots: int = 4
     head_size: int = 64

@@ -317,8 +317,10 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
+    # weights_only: tensors, numbers, strings and containers of them; a file that would need to
+    # run code while loading (any other pickled object) is refused, not executed.
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which one
         raise SupervisedError(f"cannot read checkpoint {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

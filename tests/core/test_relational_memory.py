@@ -1,4 +1,4 @@
-"""The RMC against a plain numpy reference written from SPEC.md section 2, plus its invariants."""
+"""The RMC against a plain numpy reference written from the paper's equations (docs/cores.md), plus its invariants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rules of SPEC section 1, one test each, on constructed positions (both core backends)."""
+"""The rules of docs/environments.md, one test each, on constructed positions (both core backends)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from envs.minipacman.maps import DIR_DELTAS, WALLS, _open_dirs, map_tables, reve
 
 FAR_FOOD = [(13, 1)]  # a food cell far from the action, so no level is cleared by accident
 FAR_GHOST = (13, 17, "left")
-REWARDS = {  # mode: (step, food, pill, eat ghost, killed) -- the SPEC table, written out again
+REWARDS = {  # mode: (step, food, pill, eat ghost, killed) -- the rules' table, written out again
     "regular": (0, 1, 2, 5, 0),
     "avoid": (0.1, -0.1, -5, -10, -20),
     "hunt": (0, 0, 1, 10, -20),
@@ -206,7 +206,7 @@ def test_corner_turns_without_reversing(backend):
 
 
 def _reference_choice(r, c, d, pr, pc, flee):
-    """The junction rule written from the SPEC text: largest (chase) or smallest (flee) dot
+    """The junction rule written from the rules' text: largest (chase) or smallest (flee) dot
     product of each allowed unit vector with the normalised vector to Pacman."""
     avail = [a for a in _open_dirs(r, c) if a != reverse_dir(d)]
     x = np.array([pr - r, pc - c], np.float64)
@@ -397,7 +397,7 @@ def test_frame_cap_truncates(backend):
 
 
 # ---------------------------------------------------------------- what each kind of cell looks like
-# Written out by hand from SPEC section 1 (I2A's colours and priority pacman > ghost > pill > food >
+# Written out by hand from docs/environments.md (I2A's colours and priority pacman > ghost > pill > food >
 # wall > empty; the planes walls, food, pacman, ghost 1-e, edible ghost e, pill), not from encode.py.
 CELLS = {  # cell: (what is there, I2A rgb, six planes)
     (1, 1): ("pacman", (0, 1, 0), (0, 0, 1, 0, 0, 0)),
@@ -429,7 +429,7 @@ def test_each_kind_of_cell_is_drawn_as_the_spec_says(obs_type):
 
 def test_level_start_ghost_directions_are_drawn():
     """Each ghost's first heading is random: over 600 games all four directions occur, each in
-    roughly a quarter of them (SPEC: a random direction)."""
+    roughly a quarter of them (the rules: a random direction)."""
     game = Game("regular", "batch", n=600)
     heads = [game.lane(i)["ghosts"][0][1] for i in range(600)]
     counts = {d: heads.count(d) for d in ("up", "down", "left", "right")}

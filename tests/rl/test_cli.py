@@ -31,6 +31,8 @@ def test_smoke_run_writes_every_output(smoke_run):
     assert summary["stopped_because"].startswith("iterations")
     assert summary["env_steps"] >= 1000 and summary["env_steps_trained"] > 0
     assert summary["frames_per_second"] > 0
+    written = summary["written_with"]  # what the run was made with
+    assert {"commit", "dirty"} <= set(written) and written["versions"]["torch"]
     # Both rates share the run's time: their ratio is trained / sampled steps (a fresh run).
     assert summary["trained_frames_per_second"] / summary["frames_per_second"] == pytest.approx(
         summary["env_steps_trained"] / summary["env_steps"], rel=0.02

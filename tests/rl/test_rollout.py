@@ -217,6 +217,36 @@ def test_corrupt_checkpoint_is_one_error_line(run_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_export_writes_a_policy_without_pickles_that_plays_the_same(run_dir, tmp_path, capsys):
+    """``python -m rmc_agents.export`` on a real run: safetensors and a JSON card only; the
+    rollout CLI plays it (env from the card) with the scores the run's checkpoint gives."""
+    import json
+
+    from rmc_agents.export import main as export_main
+
+    to = tmp_path / "agent"
+    args = ["--run", str(run_dir), "--to", str(to), "--episodes", "2", "--which", "final"]
+    assert export_main(args) == 0
+    assert sorted(p.name for p in to.iterdir()) == [
+        "README.md",
+        "config.yaml",
+        "model.safetensors",
+        "policy.json",
+    ]
+    card = json.loads((to / "policy.json").read_text())
+    assert card["env"] == ENV and card["core"] == "rmc" and card["evaluation"]["episodes"] == 2
+    assert card["observation_space"]["shape"] == [5, 5, 3] and card["action_space"]["n"] == 5
+    assert {"commit", "dirty", "versions"} <= set(card["written_with"])
+    capsys.readouterr()
+    scores = []
+    for path in (to, run_dir):
+        assert main(["--checkpoint", str(path), "--episodes", "2", "--seed", "3"]) == 0
+        out = capsys.readouterr().out
+        scores.append([line for line in out.splitlines() if line.startswith("episode")])
+    assert scores[0] == scores[1]
+
+
+@pytest.mark.slow
 def test_wrong_env_for_the_policy_is_named(run_dir, capsys):
     assert main(["--checkpoint", str(run_dir), "--env", "MiniPacman-Full-v0"]) == 2
     line = _one_error_line(capsys)

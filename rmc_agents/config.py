@@ -54,6 +54,28 @@ class ConfigError(ValueError):
     """A config file or override is malformed: unknown key, wrong type or impossible value."""
 
 
+def read_mapping(path: Path, kind: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (an empty file: ``{}``).
+
+    Raises:
+        ConfigError: the file is missing (``"<kind> not found: <path>"``), is not YAML, or its top
+            level is not a mapping.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{kind} not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}"
+        )
+    return loaded
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -79,19 +101,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}"
-            )
-        data = loaded
+        data = read_mapping(path, "config file")
     cfg = config_from_dict(cls, data, source=source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, skip_none=skip_none)

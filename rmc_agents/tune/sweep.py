@@ -40,6 +40,7 @@ from rmc_agents.config import (
     apply_overrides,
     config_from_dict,
     load_config,
+    read_mapping,
 )
 from rmc_agents.rl.settings import RunSettings
 
@@ -202,14 +203,7 @@ def load_sweep(path: str | Path) -> Sweep:
             the search can give is refused by the settings; the message names the key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    data = read_mapping(path, "sweep file")
     file = config_from_dict(SweepFile, data, source=str(path))
     base_path = _find_base(file.base, path)
     settings = load_config(RunSettings, base_path)

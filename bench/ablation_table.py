@@ -21,7 +21,7 @@ from pathlib import Path
 
 DIAGNOSTICS = {
     "KL/update": "diag/policy_kl",
-    "|log rho|": "diag/log_rho",
+    "abs log rho": "diag/log_rho",
     "slot spread": "diag/slot_spread",
     "forget gate": "diag/forget_gate",
 }

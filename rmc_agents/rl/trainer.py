@@ -188,6 +188,10 @@ def _set_async_exc(thread_id: int | None, exc_type: type[BaseException] | None) 
     return ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exc) == 1
 
 
+#: Seconds between two signals of the watchdog while the loop has not stopped after the first.
+REFIRE_S = 5.0
+
+
 class _Watchdog:
     """Stops the training thread when the learner dies or stops making progress.
 
@@ -208,6 +212,7 @@ class _Watchdog:
         self._old_handler = None
         self._target: int | None = None  # the thread to stop, when it is not the main thread
         self._fired = False
+        self._last_fire = 0.0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="rmc-watchdog", daemon=True)
 
@@ -250,7 +255,10 @@ class _Watchdog:
 
     def _fire(self) -> None:
         if self._old_handler is not None:
-            os.kill(os.getpid(), signal.SIGUSR1)
+            with self._lock:  # never after the loop has left (the handler is restored then)
+                if not self._stop.is_set():
+                    self._last_fire = time.monotonic()
+                    os.kill(os.getpid(), signal.SIGUSR1)
         elif self._target is not None:
             message = self.error
 
@@ -264,12 +272,13 @@ class _Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            if self.error is not None:  # the learner thread's own error has been raised
-                return
-            if time.monotonic() - self.last_progress > self.stall_seconds:
+            if self.error is None and time.monotonic() - self.last_progress > self.stall_seconds:
                 self.error = self.stall_message()
                 self._fire()
-                return
+            elif self.error is not None and time.monotonic() - self._last_fire >= REFIRE_S:
+                # The loop is still running: the signal's exception was lost (raised inside
+                # Ray's C code, wrapped, and caught by RLlib's own error handling). Again.
+                self._fire()
 
     def stall_message(self) -> str:
         if self.iterations == 0:

@@ -75,6 +75,25 @@ def test_the_learner_error_is_not_replaced_by_a_later_stall(monkeypatch):
             watchdog.check()
 
 
+def test_a_swallowed_signal_is_sent_again_until_the_loop_stops(monkeypatch):
+    """A wait that RLlib keeps up after swallowing the first signal (a blocked ``update``) is
+    broken by the next one, with the learner's error."""
+    from rmc_agents.rl import trainer
+
+    monkeypatch.setattr(threading, "excepthook", lambda args: None)
+    monkeypatch.setattr(trainer, "REFIRE_S", 1.0)
+    swallowed = 0
+    with pytest.raises(_Stalled, match="^the learner thread failed: RuntimeError"):
+        with _Watchdog(stall_seconds=60.0) as watchdog:
+            try:
+                _raise_in_thread("_LearnerThread")
+                _wait_inside(watchdog, 10)
+            except _Stalled:
+                swallowed += 1  # as a library in between might
+            _wait_inside(watchdog, 10)  # still blocked: the watchdog must come again
+    assert swallowed == 1
+
+
 def test_other_threads_failing_do_not_stop_the_run(monkeypatch):
     seen = []
     monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.thread.name))

@@ -47,8 +47,11 @@ def test_the_viewport_sweeps_give_both_cores_the_same_budget():
     assert rmc.settings.env == lstm.settings.env == "MiniPacman-Viewport-v0"
     assert rmc.search == lstm.search
     assert set(rmc.search) == {"training.lr", "training.entropy_coeff"}
-    assert rmc.search["training.lr"].values == (1e-5, 1e-3)
-    assert rmc.search["training.entropy_coeff"].values == (0.0025, 0.005, 0.01)
+    assert rmc.search["training.lr"].values == (1e-4, 2e-3)
+    assert rmc.search["training.entropy_coeff"].values == (0.0025, 0.005, 0.01, 0.02)
+    # the size-matched pair: both with the skip, parameter counts within 15% of each other
+    assert rmc.settings.model.skip and lstm.settings.model.skip
+    assert rmc.settings.model.slot_embeddings and lstm.settings.model.hidden_size == 72
     for key in ("num_samples", "scheduler", "metric", "seed"):
         assert getattr(rmc.file, key) == getattr(lstm.file, key)
     assert rmc.file.num_samples == 8 and rmc.file.scheduler.type == "asha"

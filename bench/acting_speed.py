@@ -46,7 +46,7 @@ def main() -> None:
     from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    import envs  # noqa: F401  (registers Mini-Pacman)
+    import minipacman  # noqa: F401  (registers Mini-Pacman)
     from rmc_agents.rl.connectors import sample_categorical
     from rmc_agents.rl.module import RecurrentAgentModule
 

@@ -20,7 +20,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the Mini-Pacman ids)
+import minipacman  # registers the Mini-Pacman ids
 
 MINIGRID_ID = "MiniGrid-MemoryS7-v0"
 
@@ -82,10 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     import minigrid  # noqa: F401  (registers the MiniGrid ids)
 
     runners = [(f"{MINIGRID_ID} (gym.make)", "1", SingleRunner(MINIGRID_ID))]
-    runners += [(f"{e} (gym.make)", "1", SingleRunner(e)) for e in envs.ENV_IDS]
+    runners += [(f"{e} (gym.make)", "1", SingleRunner(e)) for e in minipacman.ENV_IDS]
     runners += [
         (f"{e} (make_vec)", str(n), VectorRunner(e, n))
-        for e in envs.ENV_IDS
+        for e in minipacman.ENV_IDS
         for n in args.vector_sizes
     ]
     # Round-robin in short slices, so that a machine shared with other work slows every row alike.

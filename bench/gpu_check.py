@@ -40,7 +40,7 @@ def build(config_path: str | None, core: str):
     import gymnasium as gym
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-    import envs  # noqa: F401  (registers Mini-Pacman)
+    import minipacman  # noqa: F401  (registers Mini-Pacman)
     from rmc_agents.config import load_config
     from rmc_agents.rl.module import RecurrentAgentModule
     from rmc_agents.rl.settings import RunSettings

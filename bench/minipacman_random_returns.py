@@ -3,7 +3,7 @@
 Not a test: run it by hand. Each episode takes uniform random actions until Pacman dies or the
 frame cap (3000). Three games can be played:
 
-  * ``env``: this project's rules (``envs.minipacman.core.GameCore``, the single-game core the
+  * ``env``: this project's rules (``minipacman.core.GameCore``, the single-game core the
     Gymnasium env steps; its reward is the env's reward).
   * ``transcription``: ``tests/envs/deepmind_game.py``, DeepMind's ``PillEater`` written out again
     rule by rule, fed the *same* random numbers and the *same* actions as ``env``. The two games
@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests" / "envs"))
 
 from deepmind_game import DeepMindGame  # noqa: E402
 
-from envs.minipacman.core import MODES, GameCore  # noqa: E402
-from envs.minipacman.rng import uniform_scalar  # noqa: E402
+from minipacman.core import MODES, GameCore  # noqa: E402
+from minipacman.rng import uniform_scalar  # noqa: E402
 
 FRAME_CAP = 3000
 PAPER_TIMER = {"hunt": 80, "ambush": 80}

@@ -36,8 +36,8 @@ REPO = Path(__file__).resolve().parents[1]
 # modules in FRESH_PROCESS: their caches (the map tables) or torch's threads must not be inherited.
 TARGETS: dict[str, tuple[str, str, list[str]]] = {
     "game_core": (
-        "envs",
-        "envs/minipacman/core.py",
+        "minipacman",
+        "minipacman/core.py",
         [
             "tests/envs/test_rules.py",
             "tests/envs/test_golden.py",
@@ -46,13 +46,13 @@ TARGETS: dict[str, tuple[str, str, list[str]]] = {
         ],
     ),
     "encode": (
-        "envs",
-        "envs/minipacman/encode.py",
+        "minipacman",
+        "minipacman/encode.py",
         ["tests/envs/test_envs.py", "tests/envs/test_rules.py", "tests/envs/test_golden.py"],
     ),
     "maps": (
-        "envs",
-        "envs/minipacman/maps.py",
+        "minipacman",
+        "minipacman/maps.py",
         ["tests/envs/test_rules.py", "tests/envs/test_golden.py"],
     ),
     "relational_memory": (
@@ -105,11 +105,14 @@ def tracked_files() -> list[str]:
 
 
 def scratch_copy(dest: Path) -> None:
+    """The tracked files, with the game's package (envs/minipacman) moved to the top level, where
+    mutmut finds it under its import name."""
     for rel in tracked_files():
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+    (dest / "envs" / "minipacman").rename(dest / "minipacman")
 
 
 FRESH_CACHES = """
@@ -147,7 +150,7 @@ def configure(
         f"max_children = {children}\n"
         # (mutmut copies only the mutated package and the tests; some tests run bench scripts,
         # read configs or make the Mini-Pacman envs)
-        f"also_copy = {json.dumps(['bench', 'configs'] + (['envs'] if package != 'envs' else []))}\n"
+        f"also_copy = {json.dumps(['bench', 'configs'] + (['minipacman'] if package != 'minipacman' else []))}\n"
     )
     if name in FRESH_PROCESS:
         # A fresh interpreter per mutant: forked from a warmed process, a worker would inherit

@@ -4,11 +4,16 @@
 agents in ``pretrained/``) as a torch module, from JSON and safetensors only: nothing is unpickled
 and Ray is not started (:mod:`rmc_agents.policy_file`). It loads torch on first use, not on
 ``import rmc_agents``.
+
+Importing ``rmc_agents`` registers the Mini-Pacman ids with Gymnasium (``MiniPacman-Viewport-v0``,
+``MiniPacman-Full-v0``; the game is the package ``minipacman``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import minipacman as _minipacman  # noqa: F401  (registers the Mini-Pacman ids)
 
 __version__ = "0.1.0"
 

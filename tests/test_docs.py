@@ -2,7 +2,7 @@
 
 Every shell block (and every inline ``python ...`` span) of ``README.md`` and ``docs/*.md`` is read;
 each command of this project's programs (``train_agent.py``, ``python -m rmc_agents.rollout``,
-``python -m rmc_agents.supervised TASK``, ``python -m envs.minipacman.play``, ``bench/*.py``)
+``python -m rmc_agents.supervised TASK``, ``python -m minipacman.play``, ``bench/*.py``)
 must name only flags that the program's ``--help`` lists, and every repository path it names
 (``configs/...``, ``bench/...``, ``pretrained/...``) must exist. Outputs (``runs/``, ``results/``,
 ``--output``/``--out``/``--video`` values) are what the commands make, so they are not checked.
@@ -49,7 +49,7 @@ def _program(argv: list[str]) -> tuple[list[str], list[str]] | None:
         if module in (
             "rmc_agents.rollout",
             "rmc_agents.tune",
-            "envs.minipacman.play",
+            "minipacman.play",
             "rmc_agents.supervised",
         ):
             return ["-m", module], argv[3:]

@@ -1,4 +1,4 @@
-"""Play Mini-Pacman with the keyboard: ``python -m envs.minipacman.play [--full] [--mode hunt]``.
+"""Play Mini-Pacman with the keyboard: ``python -m minipacman.play [--full] [--mode hunt]``.
 
 Arrow keys (or WASD) move, space stays, R restarts, Esc/Q quits. The game waits for your key, one
 step per press; the agent's view is outlined on the map for the viewport id.

@@ -2,10 +2,12 @@
 
 Three forms are accepted:
 
-- a registered Gymnasium id (``CartPole-v1``, ``MiniPacman-Viewport-v0``; ``envs`` is imported
-  first so this project's ids are known);
-- Gymnasium's ``module:EnvId`` (``minigrid:MiniGrid-MemoryS7-v0``): the module is imported (it
-  registers the id), then the id is made;
+- a registered Gymnasium id (``CartPole-v1``, ``MiniPacman-Viewport-v0``; ``minipacman`` is
+  imported first so this project's ids are known);
+- Gymnasium's ``module:EnvId`` (``minigrid:MiniGrid-MemoryS7-v0``,
+  ``minipacman:MiniPacman-Full-v0``): the module is imported (it registers the id), then the id is
+  made. ``envs:MiniPacman-...``, the game's name before it was installed as ``minipacman``, still
+  reads as ``minipacman:MiniPacman-...`` where no module ``envs`` of the user's can be imported;
 - ``package.module:ClassName``: a ``gymnasium.Env`` subclass, built with the ``env_config`` kwargs.
 
 All of them go through one RLlib-registered creator, :func:`make_env`, so that EnvRunners (other
@@ -52,11 +54,22 @@ class ResolvedEnv:
     has_vector_face: bool
 
 
-def _import_project_envs() -> None:
+def _import_project_envs() -> tuple[str, ...]:
+    """Register the game's ids; returns them."""
+    import minipacman
+
+    return minipacman.ENV_IDS
+
+
+def _import_module(module: str, target: str, project_ids: tuple[str, ...]) -> Any:
+    """Import the module named before the ``:``; an old ``envs:MiniPacman-...`` reads as
+    ``minipacman:...`` when no module ``envs`` of the user's exists."""
     try:
-        importlib.import_module("envs")
-    except ImportError:  # pragma: no cover - the package is part of this project
-        pass
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if module == "envs" and exc.name == "envs" and target in project_ids:
+            return importlib.import_module("minipacman")
+        raise
 
 
 def resolve_env(spec: str) -> ResolvedEnv:
@@ -67,11 +80,11 @@ def resolve_env(spec: str) -> ResolvedEnv:
     """
     if not isinstance(spec, str) or not spec.strip():
         raise EnvResolutionError(f"--env must name an environment, got {spec!r}")
-    _import_project_envs()
+    project_ids = _import_project_envs()
     module, _, target = spec.rpartition(":")
     if module:
         try:
-            mod = importlib.import_module(module)
+            mod = _import_module(module, target, project_ids)
         except Exception as exc:  # ImportError, or anything the module raises while importing
             detail = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
             raise EnvResolutionError(

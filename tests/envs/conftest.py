@@ -8,7 +8,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pytest  # noqa: E402
 
-import envs  # noqa: E402, F401  (registers the ids)
+import minipacman  # noqa: E402, F401  (registers the ids)
 
 
 @pytest.fixture(params=["scalar", "batch"])

@@ -1,7 +1,7 @@
 """DeepMind's Mini-Pacman (``PillEater`` in the I2A release, ``common/deepmind.py``) written out
 again rule by rule, as that code reads, for the golden-trajectory tests.
 
-Nothing here comes from ``envs.minipacman``: the map is typed in again, positions are (row, col)
+Nothing here comes from ``minipacman``: the map is typed in again, positions are (row, col)
 pairs, ghosts are a list that loses an entry when one is eaten (as in the code), and each rule is
 in the code's order, inside the step. The only shared thing is the *random numbers*: where the code
 calls ``np.random``, this game asks ``draw(tick, index)`` for a uniform number, addressed the way

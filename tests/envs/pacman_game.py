@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from envs.minipacman.core import GameCore
+from minipacman.core import GameCore
 
 
 class Game:

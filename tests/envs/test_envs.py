@@ -8,8 +8,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
-from envs import ENV_IDS
-from envs.minipacman.core import MODES
+from minipacman import ENV_IDS
+from minipacman.core import MODES
 
 VEC = dict(vectorization_mode="vector_entry_point")
 
@@ -275,8 +275,8 @@ def test_render_human_shows_the_rgb_array_picture():
 def test_play_with_scripted_keys(monkeypatch, capsys):
     import pygame
 
-    from envs.minipacman import play
-    from envs.minipacman.env import MiniPacmanEnv
+    from minipacman import play
+    from minipacman.env import MiniPacmanEnv
 
     keys = [pygame.K_RIGHT, pygame.K_DOWN, pygame.K_SPACE, pygame.K_r, pygame.K_a, pygame.K_ESCAPE]
     events = iter([pygame.event.Event(pygame.KEYDOWN, key=k) for k in keys])
@@ -387,7 +387,7 @@ def test_rendering_and_play_with_pygame_ce(monkeypatch):
     env.unwrapped.place(**PLACED)
     frame = env.render()
     assert tuple(frame[1 * 28 + 14, 1 * 28 + 14]) == PICTURE[(1, 1)]
-    from envs.minipacman import play
+    from minipacman import play
 
     events = iter([pygame.event.Event(pygame.KEYDOWN, key=k) for k in (pygame.K_RIGHT, pygame.K_q)])
     monkeypatch.setattr(pygame.event, "wait", lambda: next(events))

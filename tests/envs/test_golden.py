@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from deepmind_game import OPEN, WALL, DeepMindGame, moved
 
-from envs.minipacman.core import MODES, GameCore
-from envs.minipacman.encode import Encoder
-from envs.minipacman.rng import uniform_scalar
+from minipacman.core import MODES, GameCore
+from minipacman.encode import Encoder
+from minipacman.rng import uniform_scalar
 
 TIMERS = {"hunt": 80, "ambush": 80}  # the paper's timer (the code has none; docs/environments.md)
 ENCODER = Encoder(None, "rgb")

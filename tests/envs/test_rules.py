@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pacman_game import Game
 
-from envs.minipacman.core import MODES, POWER_DURATION
-from envs.minipacman.maps import DIR_DELTAS, WALLS, _open_dirs, map_tables, reverse_dir
+from minipacman.core import MODES, POWER_DURATION
+from minipacman.maps import DIR_DELTAS, WALLS, _open_dirs, map_tables, reverse_dir
 
 FAR_FOOD = [(13, 1)]  # a food cell far from the action, so no level is cleared by accident
 FAR_GHOST = (13, 17, "left")

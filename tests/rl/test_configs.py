@@ -67,7 +67,8 @@ def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:
     [
         ("MiniPacman-Viewport-v0", None, 0.1),
         ("MiniPacman-Full-v0", None, 0.1),
-        ("envs:MiniPacman-Full-v0", None, 0.1),
+        ("minipacman:MiniPacman-Full-v0", None, 0.1),
+        ("envs:MiniPacman-Full-v0", None, 0.1),  # the prefix from before the rename
         ("CartPole-v1", None, 1.0),
         ("MiniPacman-Viewport-v0", 0.5, 0.5),
     ],

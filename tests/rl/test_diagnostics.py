@@ -107,7 +107,7 @@ def test_recorded_steps_are_the_steps_gates_and_memories(gate_style):
 def test_every_trained_parameter_has_a_gradient_group():
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the game)
+    import minipacman  # noqa: F401  (registers the game)
     from rmc_agents.rl.module import RecurrentAgentModule
 
     env = gym.make("MiniPacman-Viewport-v0")

@@ -396,3 +396,50 @@ def test_previous_action_and_reward_inputs_are_rebuilt_like_rllib():
     np.testing.assert_array_equal(later["prev_n_rewards"], [2.5])
     stepper.reset()
     np.testing.assert_array_equal(stepper._with_prev_inputs(obs)["prev_n_actions"], np.zeros(5))
+
+
+def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
+    """``play`` resets the memory and the previous action and reward between episodes: each
+    episode's first step gives the logits of a fresh stepper on the same observation (the cards'
+    100-episode scores and ``--episodes N`` rest on it)."""
+    from rmc_agents.rollout import playing
+
+    torch.manual_seed(0)
+    obs_space = gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32)
+    space = gym.spaces.Dict(
+        {
+            "_orig_obs": obs_space,
+            "prev_n_actions": gym.spaces.Box(0.0, 1.0, (5,), np.float32),
+            "prev_n_rewards": gym.spaces.Box(-np.inf, np.inf, (1,), np.float32),
+        }
+    )
+    module = _rmc_module(space)
+    steps: list[tuple[np.ndarray, torch.Tensor]] = []
+    act = playing.PolicyStepper.act
+
+    def recording_act(self, obs):
+        out = act(self, obs)
+        steps.append((np.array(obs), self.last_dist_inputs.clone()))
+        return out
+
+    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
+    env = gym.make(ENV)
+    results = play(_loaded(module), env, episodes=3, seed=4, max_steps=12)
+    assert [r.length for r in results] == [12, 12, 12] and len(steps) == 36
+    monkeypatch.undo()
+    for first in (0, 12, 24):
+        obs, logits = steps[first]
+        fresh = PolicyStepper(module)
+        fresh.act(obs)
+        torch.testing.assert_close(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
+    # and the check can fail: a step inside an episode is not a fresh start
+    obs, logits = steps[5]
+    fresh = PolicyStepper(module)
+    fresh.act(obs)
+    assert not torch.allclose(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
+
+
+def _loaded(module):
+    from rmc_agents.rollout.checkpoints import LoadedPolicy
+
+    return LoadedPolicy(module=module, module_dir=Path("."), checkpoint=None, env_spec=ENV)

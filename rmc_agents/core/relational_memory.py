@@ -13,6 +13,18 @@ through the MLP, since the input rows are dropped afterwards; the results are th
 input features per row (image cells), the input projection is folded into the first block's qkv
 Linear (one affine map), and the gates' input half projects the mean row only (the mean commutes
 with the affine projection): the same function with a fraction of the products.
+
+With one block (the default) the input rows are only ever keys and values: no input row queries.
+Their queries, keys and values are a LayerNorm of one affine map of the row, so each input row's
+key and value are ``K @ xi`` and ``V @ xi`` for ``xi = [x, 1] / sigma(x)`` (with a 1 appended for
+the LayerNorm's bias), where ``sigma(x)`` is the row's LayerNorm scale, computed from ``x`` through
+the Gram matrix of the centred affine map. Attention then runs in the input's own feature space: a
+memory query is mapped to ``K^T q`` once per step and dotted with every row's ``xi``, and the
+weighted sum of the rows' ``xi`` is mapped through ``V`` once. With few features per row (image
+cells: 26 against 384 queries, keys and values per row) that replaces the widest products of a
+step and of the learner's unroll (``_factor_inputs``; the same function, to float rounding, and the
+same gradients; tests/core/test_relational_memory.py). Asked for its attention weights, or with
+several blocks, the core computes the rows' queries, keys and values as they are written.
 """
 
 from __future__ import annotations
@@ -194,6 +206,16 @@ class RelationalMemory(nn.Module):
             self.input_size * qkv_size < self.input_size * self.mem_size + self.mem_size * qkv_size
         )
 
+        # Attend over the input rows in their own feature space (see module) when that costs fewer
+        # products per row than their queries, keys, values and LayerNorm.
+        factored_cost = (self.input_size + 1) ** 2 + 2 * (
+            self.mem_slots * self.num_heads * (self.input_size + 2)
+        )
+        written_cost = self.input_size * qkv_size + 5 * qkv_size + (
+            self.mem_slots * self.num_heads * (self.key_size + self.head_size)
+        )
+        self._factor_inputs = self.num_blocks == 1 and factored_cost < written_cost
+
         self.input_projection = nn.Linear(self.input_size, self.mem_size)
         self.blocks = nn.ModuleList(
             _AttentionBlock(self.mem_size, self.num_heads * self._head_qkv_size)
@@ -324,9 +346,10 @@ class RelationalMemory(nn.Module):
         """
         rows = self._as_rows(x, "x", time=False)
         self._check_state(state, rows.shape[0])
-        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
+        maps = self._input_maps() if self._factor_inputs and not return_attention else None
+        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows, maps)
         next_memory, output, attention = self._step(
-            state, inputs, input_qkv, gate_inputs, return_attention
+            state, inputs, input_qkv, gate_inputs, return_attention, maps
         )
         output = output.flatten(1)
         if return_attention:
@@ -365,7 +388,8 @@ class RelationalMemory(nn.Module):
             resets = resets.to(state.device)
             initial = self._initial_memory.to(state.dtype)
 
-        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows)
+        maps = self._input_maps() if self._factor_inputs and not return_attention else None
+        inputs, input_qkv, gate_inputs = self._precompute_inputs(rows, maps)
         # unbind, not [:, t]: indexing would give every step a backward that writes a zeroed
         # tensor of the full [B, T, ...] size, which is quadratic in T.
         per_step = zip(
@@ -380,7 +404,7 @@ class RelationalMemory(nn.Module):
             if reset_at and reset_at[t]:
                 memory = torch.where(resets[:, t, None, None], initial, memory)
             memory, output, weights = self._step(
-                memory, inputs_t, input_qkv_t, gate_inputs_t, return_attention
+                memory, inputs_t, input_qkv_t, gate_inputs_t, return_attention, maps
             )
             outputs.append(output)
             if return_attention:
@@ -393,21 +417,26 @@ class RelationalMemory(nn.Module):
     # ---------------------------------------------------------------------------- the equations
 
     def _precompute_inputs(
-        self, rows: torch.Tensor
+        self, rows: torch.Tensor, maps: tuple[torch.Tensor, ...] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Work that does not depend on the memory, for any number of leading dims.
 
         Args:
             rows: ``[..., n, input_size]``.
+            maps: :meth:`_input_maps`, to give the rows' ``xi`` instead of their queries, keys and
+                values (one block only; see module).
 
         Returns:
             The projected rows ``[..., n, mem_size]`` (None with one block: only a second block
             needs them, as its residual), their first-block queries/keys/values
-            ``[..., n, num_heads * (2 * key_size + head_size)]`` and the input half of the gates
-            with the constant biases added ``[..., 2 * gate_size]`` (None without gating).
+            ``[..., n, num_heads * (2 * key_size + head_size)]`` (with ``maps``: their ``xi``
+            ``[..., n, input_size + 2]``) and the input half of the gates with the constant biases
+            added ``[..., 2 * gate_size]`` (None without gating).
         """
         first = self.blocks[0]
         proj = self.input_projection
+        if maps is not None:
+            return None, self._input_xi(rows, maps[0]), self._gate_input_half(rows, None)
         # The projected rows themselves are only needed as a residual when a later block follows.
         inputs = proj(rows) if self.num_blocks > 1 else None
         if inputs is None and self._fold_input_qkv:
@@ -417,13 +446,86 @@ class RelationalMemory(nn.Module):
             input_qkv = first.qkv_norm(F.linear(rows, weight, bias))
         else:
             input_qkv = first.project_qkv(proj(rows) if inputs is None else inputs)
-        gate_inputs = None
-        if self.gate_inputs is not None:
-            # The mean over rows commutes with the affine projection: project the mean row only.
-            mean_input = inputs.mean(dim=-2) if inputs is not None else proj(rows.mean(dim=-2))
-            gate_inputs = self.gate_inputs(mean_input)
-            gate_inputs = gate_inputs + self._gate_bias.to(gate_inputs.dtype)
-        return inputs, input_qkv, gate_inputs
+        return inputs, input_qkv, self._gate_input_half(rows, inputs)
+
+    def _gate_input_half(
+        self, rows: torch.Tensor, inputs: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """The gates' input half, constant biases added (None without gating)."""
+        if self.gate_inputs is None:
+            return None
+        # The mean over rows commutes with the affine projection: project the mean row only.
+        proj = self.input_projection
+        mean_input = inputs.mean(dim=-2) if inputs is not None else proj(rows.mean(dim=-2))
+        gate_inputs = self.gate_inputs(mean_input)
+        return gate_inputs + self._gate_bias.to(gate_inputs.dtype)
+
+    def _input_xi(self, rows: torch.Tensor, gram: torch.Tensor) -> torch.Tensor:
+        """``xi = [x, 1] / sigma(x), 1`` of every row ``[..., n, input_size + 2]`` (see module):
+        ``sigma(x)`` is the scale the first block's qkv LayerNorm divides the row's affine map
+        by, ``sqrt(var + eps)``, with the variance over the features as the quadratic form of the
+        centred map's Gram matrix (``gram``, from :meth:`_input_maps`)."""
+        ones = rows.new_ones(rows.shape[:-1] + (1,))
+        x1 = torch.cat([rows, ones], dim=-1)
+        variance = (torch.matmul(x1, gram) * x1).sum(dim=-1, keepdim=True)
+        scaled = x1 * torch.rsqrt(variance + self.blocks[0].qkv_norm.eps)
+        return torch.cat([scaled, ones], dim=-1)
+
+    def _input_maps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(gram, keys, values)`` of the factored input attention, from the weights: the Gram
+        matrix ``[input_size + 1]^2`` of the centred affine map (over the qkv features, divided by
+        their number), and, block-diagonal over the heads, the map of the queries into ``xi``'s
+        space (the transposed map from ``xi`` to the normalised keys) ``[num_heads * key_size,
+        num_heads * (input_size + 2)]`` and the map from ``xi`` to the normalised values
+        ``[num_heads * (input_size + 2), num_heads * head_size]`` (LayerNorm gain and bias
+        included). Kept between acting steps until a
+        weight changes, like :meth:`_folded_qkv`."""
+        first = self.blocks[0]
+        params = (
+            first.qkv.weight,
+            first.qkv.bias,
+            self.input_projection.weight,
+            self.input_projection.bias,
+            first.qkv_norm.weight,
+            first.qkv_norm.bias,
+        )
+        return self._kept("_maps", params, self._compute_input_maps)
+
+    def _compute_input_maps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        first = self.blocks[0]
+        weight, bias = self._folded_qkv()
+        affine = torch.cat([weight, bias[:, None]], dim=1)  # [qkv_size, input_size + 1]
+        centred = affine - affine.mean(dim=0, keepdim=True)
+        gram = centred.t() @ centred / centred.shape[0]
+        k, per_head = self.key_size, self._head_qkv_size
+        by_head = centred.view(self.num_heads, per_head, -1)
+        gain = first.qkv_norm.weight.view(self.num_heads, per_head, 1)
+        shift = first.qkv_norm.bias.view(self.num_heads, per_head, 1)
+        maps = torch.cat([gain * by_head, shift], dim=-1)  # [heads, 2k + v, input_size + 2]
+        # block-diagonal over the heads: [H * k, H * (input_size + 2)] from a query to xi's space,
+        # [H * (input_size + 2), H * v] from a weighted sum of xi to the values
+        key_block = torch.block_diag(*maps[:, k : 2 * k])
+        value_block = torch.block_diag(*maps[:, 2 * k :].transpose(1, 2))
+        return gram, key_block, value_block
+
+    def _kept(self, name: str, params: tuple[torch.Tensor, ...], compute: Any) -> Any:
+        """``compute()``, kept without gradients until one of ``params`` changes (a new tensor, an
+        in-place update or a loaded state bumps its version); with gradients computed afresh."""
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return compute()
+        # The cache holds the weights it was made from (so their memory cannot be reused by other
+        # tensors) and their version counters (shared with the parameters).
+        cached = self.__dict__.get(name)
+        if cached is None or not all(
+            held.data_ptr() == p.data_ptr() and held.dtype == p.dtype and version == p._version
+            for held, version, p in zip(cached[0], cached[1], params, strict=True)
+        ):
+            with torch.no_grad():
+                value = compute()
+            held = tuple(p.detach() for p in params)
+            cached = (held, tuple(p._version for p in params), value)
+            self.__dict__[name] = cached
+        return cached[2]
 
     def _folded_qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The input projection folded into the first block's qkv Linear: ``(weight, bias)``.
@@ -433,22 +535,11 @@ class RelationalMemory(nn.Module):
         weight sync instead of at every step."""
         qkv, proj = self.blocks[0].qkv, self.input_projection
         params = (qkv.weight, qkv.bias, proj.weight, proj.bias)
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+
+        def fold() -> tuple[torch.Tensor, torch.Tensor]:
             return qkv.weight @ proj.weight, torch.addmv(qkv.bias, qkv.weight, proj.bias)
-        # The cache holds the weights it was made from (so their memory cannot be reused by other
-        # tensors) and their version counters (shared with the parameters).
-        cached = self.__dict__.get("_folded")
-        if cached is None or not all(
-            held.data_ptr() == p.data_ptr() and held.dtype == p.dtype and version == p._version
-            for held, version, p in zip(cached[0], cached[1], params, strict=True)
-        ):
-            with torch.no_grad():
-                weight = qkv.weight @ proj.weight
-                bias = torch.addmv(qkv.bias, qkv.weight, proj.bias)
-            held = tuple(p.detach() for p in params)
-            cached = (held, tuple(p._version for p in params), weight, bias)
-            self.__dict__["_folded"] = cached
-        return cached[2], cached[3]
+
+        return self._kept("_folded", params, fold)
 
     def _step(
         self,
@@ -457,12 +548,15 @@ class RelationalMemory(nn.Module):
         input_qkv: torch.Tensor,
         gate_inputs: torch.Tensor | None,
         return_attention: bool,
+        maps: tuple[torch.Tensor, ...] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One step from precomputed input terms: attend, then gate.
 
         Returns (next memory, output, weights): the output is the next memory or, with
         ``output="attended"``, the attended memory before gating."""
-        attended, attention = self._attend_over_memory(memory, inputs, input_qkv, return_attention)
+        attended, attention = self._attend_over_memory(
+            memory, inputs, input_qkv, return_attention, maps
+        )
         record = self.__dict__.get("_record")
         if gate_inputs is None:
             if record is not None:
@@ -486,14 +580,18 @@ class RelationalMemory(nn.Module):
         inputs: torch.Tensor | None,
         input_qkv: torch.Tensor,
         return_attention: bool,
+        maps: tuple[torch.Tensor, ...] | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Apply the attention blocks to memory plus input rows; return the memory rows.
 
         Args:
             memory: ``[B, S, mem_size]``.
             inputs: projected input rows ``[B, n, mem_size]`` (None with one block).
-            input_qkv: first-block queries/keys/values of the input rows.
+            input_qkv: first-block queries/keys/values of the input rows (with ``maps``: their
+                ``xi``, :meth:`_input_xi`).
             return_attention: collect each block's weights ``[B, num_heads, N, N]``.
+            maps: :meth:`_input_maps`: attend over the input rows through ``xi`` (one block, no
+                weights).
 
         Returns:
             The attended memory rows ``[B, S, mem_size]`` and the list of weights (empty unless
@@ -507,6 +605,10 @@ class RelationalMemory(nn.Module):
                 memory_qkv = block.project_qkv(memory)
                 if self.slot_embedding is not None:
                     memory_qkv = memory_qkv + self.slot_embedding
+                if maps is not None:
+                    attended = self._factored_attention(memory_qkv, input_qkv, maps)
+                    rows = block.attention_norm(memory + attended)
+                    return block.mlp_norm(rows + self._run_mlp(rows)), attention
                 qkv = torch.cat([memory_qkv, input_qkv], dim=1)
             else:
                 qkv = block.project_qkv(rows)
@@ -561,6 +663,35 @@ class RelationalMemory(nn.Module):
             weights_q = _softmax_last(torch.matmul(query * scale, key.transpose(-2, -1)))
             out = torch.matmul(weights_q, value)
         return out.transpose(1, 2).reshape(batch, num_queries, self.mem_size), weights
+
+    def _factored_attention(
+        self, memory_qkv: torch.Tensor, xi: torch.Tensor, maps: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
+        """The memory rows' attention over themselves and the input rows, the input rows' keys
+        and values taken through ``xi`` (see module). ``memory_qkv`` ``[B, S, qkv_size]``, ``xi``
+        ``[B, n, input_size + 2]``, ``maps`` from :meth:`_input_maps`; returns
+        ``[B, S, mem_size]``.
+
+        The input side keeps the (slot, head) pairs as rows of one matrix per batch element and
+        maps all heads at once through block-diagonal matrices, so that no operand is broadcast
+        (a broadcast matmul copies it out first)."""
+        batch, slots, _ = memory_qkv.shape
+        heads, width = self.num_heads, xi.shape[-1]
+        _, key_block, value_block = maps
+        per_head = memory_qkv.view(batch, slots, heads, self._head_qkv_size)
+        query, key, value = per_head.split([self.key_size, self.key_size, self.head_size], dim=-1)
+        query = query * self._query_scale  # [B, S, H, k]
+        # the input rows' logits: each (slot, head) query mapped to xi's space, then one product
+        mapped = torch.matmul(query.reshape(batch, slots, -1), key_block)  # [B, S, H * width]
+        logits_in = torch.bmm(mapped.view(batch, slots * heads, width), xi.transpose(1, 2))
+        logits_in = logits_in.view(batch, slots, heads, -1).transpose(1, 2)  # [B, H, S, n]
+        value = value.transpose(1, 2)  # [B, H, S, v]
+        logits_memory = torch.matmul(query.transpose(1, 2), key.permute(0, 2, 3, 1))
+        weights = _softmax_last(torch.cat([logits_memory, logits_in], dim=-1))
+        out = torch.matmul(weights[..., :slots], value).transpose(1, 2)  # [B, S, H, v]
+        weights_in = weights[..., slots:].transpose(1, 2).reshape(batch, slots * heads, -1)
+        mixed = torch.bmm(weights_in, xi).view(batch, slots, heads * width)
+        return out.reshape(batch, slots, self.mem_size) + torch.matmul(mixed, value_block)
 
     def _create_gates(
         self, gate_inputs: torch.Tensor, memory: torch.Tensor

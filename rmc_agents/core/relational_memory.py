@@ -23,8 +23,10 @@ memory query is mapped to ``K^T q`` once per step and dotted with every row's ``
 weighted sum of the rows' ``xi`` is mapped through ``V`` once. With few features per row (image
 cells: 26 against 384 queries, keys and values per row) that replaces the widest products of a
 step and of the learner's unroll (``_factor_inputs``; the same function, to float rounding, and the
-same gradients; tests/core/test_relational_memory.py). Asked for its attention weights, or with
-several blocks, the core computes the rows' queries, keys and values as they are written.
+same gradients; tests/core/test_relational_memory.py). It is used from ``_FACTOR_MIN_ROWS`` input
+rows on (the full board's 221 image cells: 4.4x faster learner updates; the viewport's 9: even, so
+written there; docs/cores.md). Asked for its attention weights, or with several blocks, the core
+computes the rows' queries, keys and values as they are written.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ OUTPUTS = ("memory", "attended")
 # Below this many entries in the last axis, CPU softmax takes a slow path in torch 2.13 (measured
 # on this AVX-512 machine: [64, 4, 4, 13] took 228 us against 22 us at 16 entries).
 _SOFTMAX_MIN_WIDTH = 16
+
+# The attention over the input rows through their features (see module) adds a few small products
+# per step; it pays from about this many input rows on (measured here, 2 CPUs, one thread, the
+# default agent's core at batch 32: neutral at 9 rows, the 3x3 cells of the viewport torso; 1.2x
+# for the learner's unroll at 16 rows, 4x at the full board's 221; bench/rmc_step_speed.py).
+_FACTOR_MIN_ROWS = 12
 
 
 def _softmax_last(x: torch.Tensor) -> torch.Tensor:
@@ -211,10 +219,13 @@ class RelationalMemory(nn.Module):
         factored_cost = (self.input_size + 1) ** 2 + 2 * (
             self.mem_slots * self.num_heads * (self.input_size + 2)
         )
-        written_cost = self.input_size * qkv_size + 5 * qkv_size + (
-            self.mem_slots * self.num_heads * (self.key_size + self.head_size)
+        written_cost = (
+            self.input_size * qkv_size
+            + 5 * qkv_size
+            + (self.mem_slots * self.num_heads * (self.key_size + self.head_size))
         )
         self._factor_inputs = self.num_blocks == 1 and factored_cost < written_cost
+        self._factor_min_rows = _FACTOR_MIN_ROWS  # per call: with fewer rows, as written
 
         self.input_projection = nn.Linear(self.input_size, self.mem_size)
         self.blocks = nn.ModuleList(
@@ -346,7 +357,7 @@ class RelationalMemory(nn.Module):
         """
         rows = self._as_rows(x, "x", time=False)
         self._check_state(state, rows.shape[0])
-        maps = self._input_maps() if self._factor_inputs and not return_attention else None
+        maps = self._maps_if_factored(rows, return_attention)
         inputs, input_qkv, gate_inputs = self._precompute_inputs(rows, maps)
         next_memory, output, attention = self._step(
             state, inputs, input_qkv, gate_inputs, return_attention, maps
@@ -388,7 +399,7 @@ class RelationalMemory(nn.Module):
             resets = resets.to(state.device)
             initial = self._initial_memory.to(state.dtype)
 
-        maps = self._input_maps() if self._factor_inputs and not return_attention else None
+        maps = self._maps_if_factored(rows, return_attention)
         inputs, input_qkv, gate_inputs = self._precompute_inputs(rows, maps)
         # unbind, not [:, t]: indexing would give every step a backward that writes a zeroed
         # tensor of the full [B, T, ...] size, which is quadratic in T.
@@ -470,6 +481,15 @@ class RelationalMemory(nn.Module):
         variance = (torch.matmul(x1, gram) * x1).sum(dim=-1, keepdim=True)
         scaled = x1 * torch.rsqrt(variance + self.blocks[0].qkv_norm.eps)
         return torch.cat([scaled, ones], dim=-1)
+
+    def _maps_if_factored(
+        self, rows: torch.Tensor, return_attention: bool
+    ) -> tuple[torch.Tensor, ...] | None:
+        """:meth:`_input_maps` where this call attends over the input rows through their
+        features (one block, cheaper per row, enough rows, no weights asked for), else None."""
+        if self._factor_inputs and not return_attention and rows.shape[-2] >= self._factor_min_rows:
+            return self._input_maps()
+        return None
 
     def _input_maps(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(gram, keys, values)`` of the factored input attention, from the weights: the Gram

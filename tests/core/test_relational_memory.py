@@ -495,6 +495,7 @@ def test_acting_reuses_the_folded_input_weights_until_a_weight_changes():
     torch.manual_seed(0)
     core = RelationalMemory(5, 2, 4, 2, 1, gate_style="memory")
     assert core._fold_input_qkv
+    core._factor_min_rows = 1  # 4 rows here
     xs, state = torch.randn(3, 2, 4, 5), core.initial_state(3)
 
     def act() -> torch.Tensor:
@@ -610,6 +611,7 @@ def test_attention_over_input_rows_through_their_features_is_the_written_attenti
     queries, keys and values as written, over an unroll with an episode restart."""
     module, _, cfg = _make(seed=7, **case)
     assert module._factor_inputs
+    module._factor_min_rows = 1  # 6 rows here
     rng = np.random.default_rng(2)
     xs = torch.from_numpy(rng.normal(size=(3, 5, 6, cfg["input_size"]))).requires_grad_()
     memory = torch.from_numpy(rng.normal(size=(3, cfg["mem_slots"], module.mem_size)))
@@ -640,6 +642,12 @@ def test_input_rows_are_attended_through_their_features_where_that_is_cheaper():
     assert RelationalMemory(26, 4, 32, 4)._factor_inputs  # the agent's image cells
     assert not RelationalMemory(26, 4, 32, 4, num_blocks=2)._factor_inputs  # rows also query
     assert not RelationalMemory(2000, 4, 32, 4)._factor_inputs  # one wide flat input
+    core = RelationalMemory(26, 4, 32, 4)
+    with torch.no_grad():  # few rows (the viewport's 9 cells): as written, no maps made
+        core.unroll(torch.rand(2, 3, 9, 26), core.initial_state(2))
+        assert "_maps" not in core.__dict__
+        out, _ = core.unroll(torch.rand(2, 3, 16, 26), core.initial_state(2))  # many: factored
+        assert "_maps" in core.__dict__ and out.isfinite().all()
 
 
 def test_float32_attention_through_the_features_stays_within_rounding_of_float64():

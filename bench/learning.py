@@ -25,33 +25,19 @@ setting for every run, after its config file.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import warnings
 from pathlib import Path
 
+from rmc_agents.tune.trial import late_mean, read_returns
+
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def read_curve(run_dir: Path) -> tuple[list[int], list[float]]:
-    steps, returns = [], []
-    with (run_dir / "progress.csv").open() as f:
-        for row in csv.DictReader(f):
-            if row["episode_return_mean"]:
-                steps.append(int(row["env_steps"]))
-                returns.append(float(row["episode_return_mean"]))
-    return steps, returns
-
-
-def late_mean(steps: list[int], returns: list[float], fraction: float = 0.2) -> float:
-    """Mean of the logged returns over the last ``fraction`` of the frames (RLlib's running mean
-    swings a lot between iterations; this is the steadier number to compare)."""
-    if not steps:
-        return float("nan")
-    start = steps[-1] * (1.0 - fraction)
-    late = [r for s, r in zip(steps, returns, strict=True) if s >= start]
-    return sum(late) / len(late)
+    """(env steps, episode_return_mean) of a run's ``progress.csv`` rows that have a return."""
+    return read_returns(run_dir / "progress.csv")
 
 
 def run_name(model: str, seed: int) -> str:

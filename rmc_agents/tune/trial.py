@@ -49,8 +49,8 @@ FINISH_TIMEOUT_S = 120.0
 
 def late_mean(steps: list[int], returns: list[float], fraction: float = LATE_FRACTION) -> float:
     """The mean of the logged returns over the last ``fraction`` of the frames (those logged at
-    ``steps[-1] * (1 - fraction)`` frames or later); NaN before any return was logged. The same
-    measure as ``bench/learning.py``'s ``late_mean``."""
+    ``steps[-1] * (1 - fraction)`` frames or later); NaN before any return was logged. The
+    measure of ``bench/learning.py`` too (it imports this one)."""
     if not steps:
         return float("nan")
     start = steps[-1] * (1.0 - fraction)

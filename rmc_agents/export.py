@@ -41,14 +41,49 @@ def _score(result: Any) -> float:
     return float(result.score if result.score is not None else result.episode_return)
 
 
-def evaluate(path: str | Path, episodes: int, seed: int = 0) -> list[float]:
-    """Scores of the policy under ``path`` over ``episodes`` episodes (sampled actions)."""
+#: Steps of an episode before its memory is counted in the card's slot spread.
+SPREAD_FROM_STEP = 10
+
+
+class _SlotSpread:
+    """Running mean of the RMC memory's slot spread (``rmc_agents.rl.diagnostics.slot_spread``:
+    mean distance between two slots over the memory's rms; 0 when every slot holds the same
+    vector) over the steps of every episode from :data:`SPREAD_FROM_STEP` on, and per episode."""
+
+    def __init__(self) -> None:
+        self.episodes: dict[int, list[float]] = {}
+
+    def __call__(self, index: int, steps: int, state: dict[str, Any]) -> None:
+        from rmc_agents.rl.diagnostics import slot_spread
+
+        if steps > SPREAD_FROM_STEP and len(state) == 1:
+            memory = next(iter(state.values()))  # [1, slots, mem_size]
+            self.episodes.setdefault(index, []).append(float(slot_spread(memory)[0]))
+
+    def summary(self) -> dict[str, Any] | None:
+        means = [statistics.fmean(v) for v in self.episodes.values() if v]
+        if not means:
+            return None
+        every = [x for v in self.episodes.values() for x in v]
+        return {
+            "from_step": SPREAD_FROM_STEP,
+            "mean": statistics.fmean(every),
+            "lowest_episode_mean": min(means),
+            "episodes": len(means),
+        }
+
+
+def evaluate(
+    path: str | Path, episodes: int, seed: int = 0, spread: _SlotSpread | None = None
+) -> list[float]:
+    """Scores of the policy under ``path`` over ``episodes`` episodes (sampled actions);
+    ``spread`` (an RMC policy) gathers its memory's slot spread on the way."""
     from rmc_agents.rollout import load_policy, make_rollout_env, play
 
     policy = load_policy(path)
     env = make_rollout_env(policy.env_spec, policy.env_kwargs, frames=False)
     try:
-        return [_score(r) for r in play(policy, env, episodes, seed=seed)]
+        return [_score(r) for r in play(policy, env, episodes, seed=seed, on_state=spread)]
     finally:
         env.close()
 
@@ -102,6 +137,18 @@ def _load_rllib_module(module_dir: Path) -> Any:
         ) from None
 
 
+def _spread_row(card: dict[str, Any]) -> str:
+    spread = card.get("slot_spread")
+    if not spread:
+        return ""
+    return (
+        f"| memory slots (the same episodes, from step {spread['from_step']} on) | spread "
+        f"{spread['mean']:.3f}, lowest episode {spread['lowest_episode_mean']:.3f} (mean distance "
+        "between two slots over the memory's rms: 0 = every slot the same; unrelated random "
+        "slots about 1.4) |\n"
+    )
+
+
 def _write_readme(to: Path, card: dict[str, Any]) -> None:
     m = card["model"]
     sizes = (
@@ -130,6 +177,7 @@ def _write_readme(to: Path, card: dict[str, Any]) -> None:
         f"| score, {episodes} episodes (sampled actions, env seeds 0..{episodes - 1}) "
         f"| **{s['mean']:.1f}** (std {s['std']:.1f}, min {s['min']:g}, max {s['max']:g}) |\n"
         f"| random policy, same seeds | {b['mean']:.1f} (std {b['std']:.1f}) |\n"
+        f"{_spread_row(card)}"
         f"| policy size | {card['policy_bytes'] / 1e6:.2f} MB |\n\n"
         "Files: `model.safetensors` (the weights) and `policy.json` (this card, with what is "
         "needed to rebuild the policy): no pickles. Load it in Python with "
@@ -187,7 +235,8 @@ def export(
         shutil.rmtree(to)
     save_policy(module, to, **card)
     shutil.copy(config, to / "config.yaml")
-    scores = evaluate(to, episodes)
+    spread = _SlotSpread() if settings["model"].get("core") == "rmc" else None
+    scores = evaluate(to, episodes, spread=spread)
     baseline = random_scores(card["env"], card["env_kwargs"], episodes)
     card = json.loads((to / CARD).read_text())
     card.update(
@@ -196,6 +245,8 @@ def export(
         random_policy_score=_stats(baseline),
         policy_bytes=(to / WEIGHTS).stat().st_size,
     )
+    if spread is not None and spread.summary() is not None:
+        card["slot_spread"] = spread.summary()
     (to / CARD).write_text(json.dumps(card, indent=2) + "\n")
     _write_readme(to, card)
     return card

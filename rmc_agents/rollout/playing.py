@@ -37,6 +37,7 @@ def play(
     on_step: Callable[[int, int], None] | None = None,
     on_episode: Callable[[int, EpisodeResult], None] | None = None,
     env_spec: str = "",
+    on_state: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> list[EpisodeResult]:
     """Play ``episodes`` episodes of ``policy`` in ``env``.
 
@@ -49,6 +50,8 @@ def play(
             rendered when this is given.
         on_step: called with (episode index, steps so far) after every step.
         on_episode: called with (episode index, result) after every episode.
+        on_state: called with (episode index, steps so far, the policy's recurrent state after
+            the step: ``{name: tensor [1, ...]}``, empty for a stateless policy) after every step.
 
     Returns:
         One :class:`EpisodeResult` per finished episode.
@@ -96,6 +99,8 @@ def play(
                 emit(weights, steps)
                 if on_step is not None:
                     on_step(index, steps)
+                if on_state is not None:
+                    on_state(index, steps, stepper.state if stepper.stateful else {})
             score = info.get("score") if isinstance(info, dict) else None
             result = EpisodeResult(
                 total, steps, float(score) if isinstance(score, (int, float)) else None, cut

@@ -237,6 +237,10 @@ def test_export_writes_a_policy_without_pickles_that_plays_the_same(run_dir, tmp
     assert card["env"] == ENV and card["core"] == "rmc" and card["evaluation"]["episodes"] == 2
     assert card["observation_space"]["shape"] == [5, 5, 3] and card["action_space"]["n"] == 5
     assert {"commit", "dirty", "versions"} <= set(card["written_with"])
+    spread = card["slot_spread"]  # the RMC's memory over the same episodes, from step 10 on
+    assert spread["from_step"] == 10 and 1 <= spread["episodes"] <= 2
+    assert 0.0 <= spread["lowest_episode_mean"] <= spread["mean"] + 1e-12
+    assert "memory slots" in (to / "README.md").read_text()
     capsys.readouterr()
     scores = []
     for path in (to, run_dir):
@@ -443,3 +447,20 @@ def _loaded(module):
     from rmc_agents.rollout.checkpoints import LoadedPolicy
 
     return LoadedPolicy(module=module, module_dir=Path("."), checkpoint=None, env_spec=ENV)
+
+
+def test_the_cards_slot_spread_counts_steps_after_the_tenth_per_episode():
+    from rmc_agents.export import _SlotSpread
+    from rmc_agents.rl.diagnostics import slot_spread
+
+    spread = _SlotSpread()
+    same = torch.ones(1, 4, 8)  # four equal slots: spread 0
+    apart = torch.eye(4, 8)[None]  # four orthogonal unit slots
+    for step in range(1, 21):
+        spread(0, step, {"s0": apart if step <= 10 else same})  # counted from step 11 on
+        spread(1, step, {"s0": apart})
+    spread(2, 3, {"s0": same})  # an episode of 3 steps: nothing counted
+    summary = spread.summary()
+    assert summary["episodes"] == 2 and summary["lowest_episode_mean"] == 0.0
+    assert summary["mean"] == pytest.approx(float(slot_spread(apart)[0]) / 2)
+    assert _SlotSpread().summary() is None

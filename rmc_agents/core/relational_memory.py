@@ -141,6 +141,11 @@ class RelationalMemory(nn.Module):
         input_bias: constant added to the input gate before its sigmoid (not trained).
         gate_style: ``"unit"`` (a gate per memory element), ``"memory"`` (a scalar gate per slot)
             or ``None`` (no gating: the attended memory replaces the old one).
+        coupled_gates: the forget gate is one minus the input gate **(ours)**, as in a GRU:
+            ``M' = i * tanh(M~) + (1 - i) * M``, a convex mix that keeps every memory entry within
+            [-1, 1] (the initial memory is there), where the paper's independent gates bound it
+            only by ``i / (1 - f)``. Only the input half of the gate Linears exists then, and
+            ``forget_bias`` is unused (``input_bias`` sets the starting mix).
         attention_mlp_layers: Linear layers of width ``mem_size`` in the attention MLP.
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
         attention_scale: ``"paper"`` (queries times ``key_size ** -0.5``) or ``"sonnet"`` (times
@@ -174,6 +179,7 @@ class RelationalMemory(nn.Module):
         forget_bias: float = 1.0,
         input_bias: float = 0.0,
         gate_style: str | None = "unit",
+        coupled_gates: bool = False,
         attention_mlp_layers: int = 2,
         key_size: int | None = None,
         attention_scale: str = "paper",
@@ -191,6 +197,9 @@ class RelationalMemory(nn.Module):
         if not any(gate_style is style or gate_style == style for style in GATE_STYLES):
             raise ValueError(f"gate_style must be one of {GATE_STYLES}, got {gate_style!r}")
         self.gate_style = gate_style
+        if not isinstance(coupled_gates, bool):
+            raise TypeError(f"coupled_gates must be a bool, got {coupled_gates!r}")
+        self.coupled_gates = coupled_gates
         self.attention_mlp_layers = check_positive_int("attention_mlp_layers", attention_mlp_layers)
         self.key_size = head_size if key_size is None else check_positive_int("key_size", key_size)
         if attention_scale not in ATTENTION_SCALES:
@@ -244,9 +253,12 @@ class RelationalMemory(nn.Module):
             self.gate_memory = None
         else:
             gate_size = self.mem_size if self.gate_style == "unit" else 1
-            self.gate_inputs = nn.Linear(self.mem_size, 2 * gate_size)
-            self.gate_memory = nn.Linear(self.mem_size, 2 * gate_size)
-            self._gate_bias_values = [self.input_bias] * gate_size + [self.forget_bias] * gate_size
+            gates = 1 if self.coupled_gates else 2  # coupled: the input gate only
+            self.gate_inputs = nn.Linear(self.mem_size, gates * gate_size)
+            self.gate_memory = nn.Linear(self.mem_size, gates * gate_size)
+            self._gate_bias_values = [self.input_bias] * gate_size + (
+                [] if self.coupled_gates else [self.forget_bias] * gate_size
+            )
             # Kept in float64 whatever the module's dtype (see _apply), cast where it is added.
             self.register_buffer(
                 "_gate_bias",
@@ -282,7 +294,8 @@ class RelationalMemory(nn.Module):
             f"input_size={self.input_size}, mem_slots={self.mem_slots}, "
             f"head_size={self.head_size}, num_heads={self.num_heads}, "
             f"num_blocks={self.num_blocks}, key_size={self.key_size}, "
-            f"gate_style={self.gate_style!r}, forget_bias={self.forget_bias}, "
+            f"gate_style={self.gate_style!r}, coupled_gates={self.coupled_gates}, "
+            f"forget_bias={self.forget_bias}, "
             f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
             f"attention_scale={self.attention_scale!r}, "
             f"slot_embeddings={self.slot_embedding is not None}, output={self.output!r}"
@@ -726,6 +739,9 @@ class RelationalMemory(nn.Module):
             ``(input_gate, forget_gate)``, each ``[B, S, gate_size]`` (broadcasts over features).
         """
         gates = self.gate_memory(torch.tanh(memory)) + gate_inputs.unsqueeze(1)
+        if self.coupled_gates:
+            input_gate = torch.sigmoid(gates)
+            return input_gate, 1.0 - input_gate
         return torch.sigmoid(gates).chunk(2, dim=-1)
 
     # ------------------------------------------------------------------------------- checks

@@ -42,6 +42,9 @@ class ModelSettings:
     num_heads: int = 4
     num_blocks: int = 1
     gate_style: Literal["unit", "memory", "none"] = "memory"
+    coupled_gates: bool = (
+        False  # RMC: forget gate = 1 - input gate, a bounded memory (docs/cores.md)
+    )
     attention_mlp_layers: int = 2
     attention_scale: Literal["paper", "sonnet"] = "paper"  # RMC: query scale (docs/cores.md)
     slot_embeddings: bool = False  # RMC: a learned vector per slot in its qkv (docs/cores.md)
@@ -88,6 +91,7 @@ class ModelSettings:
                 "num_heads": self.num_heads,
                 "num_blocks": self.num_blocks,
                 "gate_style": None if self.gate_style == "none" else self.gate_style,
+                "coupled_gates": self.coupled_gates,
                 "attention_mlp_layers": self.attention_mlp_layers,
                 "attention_scale": self.attention_scale,
                 "slot_embeddings": self.slot_embeddings,

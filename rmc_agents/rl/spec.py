@@ -57,7 +57,8 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
             ``mlp`` (no memory).
         **settings: any field of :class:`~rmc_agents.rl.settings.ModelSettings` (the ``model:``
             block of the configs, defaults filled in): ``mem_slots`` (4), ``head_size`` (32),
-            ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``),
+            ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``), ``coupled_gates``
+            (False),
             ``attention_mlp_layers`` (2), ``attention_scale`` (``paper``), ``slot_embeddings``
             (False), ``rmc_output`` (``memory``), ``forget_bias`` (1.0; LSTM and RMC), ``input_bias`` (0.0, RMC),
             ``skip`` (False: the heads also see the torso's features), ``hidden_size`` (256,

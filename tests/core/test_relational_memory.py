@@ -79,6 +79,8 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
         linear("gate_memory", np.tanh(memory)) + linear("gate_inputs", projected.mean(1))[:, None]
     )
     input_gate = _sigmoid(gates[..., :g] + cfg["input_bias"])
+    if cfg.get("coupled_gates"):  # the forget gate is what the input gate leaves
+        return input_gate * np.tanh(new_memory) + (1.0 - input_gate) * memory, attention
     forget_gate = _sigmoid(gates[..., g:] + cfg["forget_bias"])
     return input_gate * np.tanh(new_memory) + forget_gate * memory, attention
 
@@ -129,6 +131,8 @@ REFERENCE_CASES = [
     dict(gate_style="unit", num_blocks=2, key_size=3, attention_scale="sonnet"),
     dict(gate_style="memory", rows=3, slot_embeddings=True),
     dict(gate_style=None, num_blocks=2, mem_slots=4, slot_embeddings=True),
+    dict(gate_style="unit", rows=3, coupled_gates=True, input_bias=-0.5),
+    dict(gate_style="memory", num_blocks=2, coupled_gates=True),
 ]
 
 
@@ -664,3 +668,22 @@ def test_float32_attention_through_the_features_stays_within_rounding_of_float64
         core._factor_inputs = factored
         errors[factored] = (core.unroll(xs, state)[0].double() - want).abs().max().item()
     assert errors[True] < 2e-5 and errors[True] < 4 * errors[False] + 1e-6, errors
+
+
+@pytest.mark.parametrize("gate_style", ["unit", "memory"])
+def test_coupled_gates_keep_the_memory_within_one(gate_style):
+    """Forget gate = 1 - input gate: a convex mix of tanh(M~) and M, so the memory never leaves
+    [-1, 1] however long it runs; the independent gates (forget near 1) let it grow."""
+    torch.manual_seed(0)
+    sizes = {"coupled": None, "independent": None}
+    for name, coupled in (("coupled", True), ("independent", False)):
+        # independent: the trained runs' failure, forget gates near 1 with the input gates open
+        biases = {} if coupled else {"forget_bias": 6.0, "input_bias": 2.0}
+        core = RelationalMemory(6, 4, 8, 2, gate_style=gate_style, coupled_gates=coupled, **biases)
+        with torch.no_grad():
+            _, memory = core.unroll(3 * torch.randn(2, 300, 5, 6), core.initial_state(2))
+        sizes[name] = float(memory.abs().max())
+    assert sizes["coupled"] <= 1.0 + 1e-6 < 5.0 < sizes["independent"], sizes
+    core = RelationalMemory(6, 4, 8, 2, gate_style=gate_style, coupled_gates=True)
+    gate_size = 16 if gate_style == "unit" else 1
+    assert core.gate_inputs.out_features == core.gate_memory.out_features == gate_size

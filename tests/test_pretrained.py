@@ -20,15 +20,32 @@ AGENTS = sorted(p.parent for p in (REPO / "pretrained").glob("*/policy.json"))
 
 def test_agents_are_shipped():
     names = {p.name for p in AGENTS}
-    assert {"viewport-rmc", "viewport-lstm", "stateless-cartpole-lstm"} <= names, names
+    assert {"viewport-rmc", "viewport-lstm", "full-rmc", "stateless-cartpole-lstm"} <= names, names
+
+
+def _is_safetensors(data: bytes) -> bool:
+    """safetensors' layout: an 8-byte little-endian header length, then that many bytes of JSON
+    (an object), then the tensors' bytes."""
+    import json
+
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 + size or data[8:9] != b"{":
+        return False
+    return isinstance(json.loads(data[8 : 8 + size]), dict)
 
 
 def test_pretrained_holds_no_pickle():
-    """No file in pretrained/ is a pickle (by name or by its first byte, pickle's PROTO opcode)."""
+    """No file in pretrained/ is a pickle: weights are valid safetensors files (whose first byte
+    is the header's length, which may happen to be pickle's PROTO opcode 0x80), and no other file
+    starts with that opcode or has a pickle's name."""
     for path in (REPO / "pretrained").rglob("*"):
         if path.is_file():
             assert path.suffix not in (".pkl", ".pickle", ".pt", ".pth", ".ckpt"), path
-            assert path.read_bytes()[:1] != b"\x80", path
+            data = path.read_bytes()
+            if path.suffix == ".safetensors":
+                assert _is_safetensors(data), path
+            else:
+                assert data[:1] != b"\x80", path
 
 
 @pytest.mark.parametrize("agent", AGENTS, ids=lambda p: p.name)

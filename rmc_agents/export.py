@@ -51,14 +51,15 @@ class _SlotSpread:
     vector) over the steps of every episode from :data:`SPREAD_FROM_STEP` on, and per episode."""
 
     def __init__(self) -> None:
+        from rmc_agents.rl.diagnostics import slot_spread
+
+        self.slot_spread = slot_spread  # imported once, not at every step
         self.episodes: dict[int, list[float]] = {}
 
     def __call__(self, index: int, steps: int, state: dict[str, Any]) -> None:
-        from rmc_agents.rl.diagnostics import slot_spread
-
         if steps > SPREAD_FROM_STEP and len(state) == 1:
             memory = next(iter(state.values()))  # [1, slots, mem_size]
-            self.episodes.setdefault(index, []).append(float(slot_spread(memory)[0]))
+            self.episodes.setdefault(index, []).append(float(self.slot_spread(memory)[0]))
 
     def summary(self) -> dict[str, Any] | None:
         means = [statistics.fmean(v) for v in self.episodes.values() if v]

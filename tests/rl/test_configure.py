@@ -188,6 +188,25 @@ def _register_toy_envs():
     register_env("RewardFault", lambda cfg: RewardFault(**cfg))
 
 
+def _users_config(
+    algo: str, env: str, env_config: dict, envs: int, fragment: int, learners: int = 0
+):
+    """A user's own RLlib config before ``configure()``: the env, one EnvRunner with ``envs``
+    envs and fragments of ``fragment`` steps, ``learners`` remote learners (0: the learner in this
+    process, as train_agent.py's default)."""
+    return (
+        CONFIGS[algo]()
+        .environment(env, env_config=env_config)
+        .env_runners(
+            num_env_runners=1,
+            num_envs_per_env_runner=envs,
+            rollout_fragment_length=fragment,
+            num_cpus_per_env_runner=0.5,
+        )
+        .learners(num_learners=learners)
+    )
+
+
 def _value_of_pays_forever(algo) -> float:
     import torch
 
@@ -210,17 +229,7 @@ def test_a_plain_rllib_script_learns_the_value_that_bootstraps(ray_cluster, algo
     RLlib's default gamma 0.99 would aim at 1.0. (The value is read at an episode's first step,
     where a third of the learner chunks start.)"""
     _register_toy_envs()
-    config = (
-        CONFIGS[algo]()
-        .environment("PaysForever", env_config={"length": 30})
-        .env_runners(
-            num_env_runners=1,
-            num_envs_per_env_runner=16,
-            rollout_fragment_length=10,
-            num_cpus_per_env_runner=0.5,
-        )
-        .learners(num_learners=0)  # the learner in this process, as train_agent.py's default
-    )
+    config = _users_config(algo, "PaysForever", {"length": 30}, envs=16, fragment=10)
     configure(config, "lstm", hidden_size=16)
     config.training(gamma=GAMMA, lr=0.003, train_batch_size_per_learner=160)  # after the call
     if algo == "ppo":
@@ -246,16 +255,9 @@ def test_a_plain_rllib_script_with_the_rmc_learns_cue_recall(ray_cluster):
     0.9, where a memoryless policy scores about 0.54 and one whose memory broke at the cut at most
     0.67 (tests/rl/test_training.py runs the same task through train_agent.py's path)."""
     _register_toy_envs()
+    cue = {"num_cues": 2, "length": 12}
     config = (
-        IMPALAConfig()
-        .environment("CueRecall", env_config={"num_cues": 2, "length": 12})
-        .env_runners(
-            num_env_runners=1,
-            num_envs_per_env_runner=16,
-            rollout_fragment_length=10,
-            num_cpus_per_env_runner=0.5,
-        )
-        .learners(num_learners=0)
+        _users_config("impala", "CueRecall", cue, envs=16, fragment=10)
         .training(lr=0.004, train_batch_size_per_learner=160)
         .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=2000)
         .debugging(seed=0)
@@ -286,16 +288,8 @@ def test_a_nan_in_a_users_loop_raises_from_train_with_the_cause(ray_cluster, alg
 
     assert threading.current_thread() is threading.main_thread()
     _register_toy_envs()
-    config = (
-        CONFIGS[algo]()
-        .environment("RewardFault", env_config={"fault_after": 300})
-        .env_runners(
-            num_env_runners=1,
-            num_envs_per_env_runner=2,
-            rollout_fragment_length=20,
-            num_cpus_per_env_runner=0.5,
-        )
-        .learners(num_learners=learners)
+    config = _users_config(
+        algo, "RewardFault", {"fault_after": 300}, envs=2, fragment=20, learners=learners
     )
     configure(config, "gru", hidden_size=16, mlp_hiddens=[16])
     config.training(train_batch_size_per_learner=40)

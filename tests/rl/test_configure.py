@@ -265,7 +265,7 @@ def test_a_plain_rllib_script_with_the_rmc_learns_cue_recall(ray_cluster):
     built = configure(config, "rmc", mem_slots=2, head_size=16, num_heads=2).build_algo()
     best, steps = 0.0, 0
     try:
-        while steps < 60_000 and best < 0.9:
+        while steps < 150_000 and best < 0.9:  # most runs get there by 40k; a few need more
             result = built.train()
             steps = result["env_runners"]["num_env_steps_sampled_lifetime"]
             best = max(best, result["env_runners"].get("episode_return_mean", 0.0) or 0.0)

@@ -8,6 +8,10 @@ alternative it replaced, in one process, taking turns.
 * drawing the actions: ``connectors.sample_categorical`` vs RLlib's ``TorchCategorical``
   (``from_logits``, ``sample``, ``logp``), the same numbers.
 
+Then the RMC step against its own matrix products alone (the same Linears on operands of the same
+shapes, nothing else): how far the step is from the limit its arithmetic sets on this CPU.
+``--profile`` adds the step's top operators (torch.profiler, self time).
+
 The default model on Mini-Pacman's viewport, ``--batch`` observations (one EnvRunner's vector
 step: 32 envs), no gradients, one thread; microseconds per call, best of ``--repeats``.
 
@@ -37,6 +41,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="print the RMC step's top operators")
     args = p.parse_args()
 
     import gymnasium as gym
@@ -107,6 +112,45 @@ def main() -> None:
             a = _best_us(now, args.calls, args.repeats)
             b = _best_us(before, args.calls, args.repeats)
             print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
+        products = _step_products(core, feats, state)
+        step = _best_us(lambda: core.unroll(feats, state), args.calls, args.repeats)
+        floor = _best_us(products, args.calls, args.repeats)
+        print("\n| RMC step | its matrix products alone | step / products |")
+        print("|---:|---:|---:|")
+        print(f"| {step:.1f} | {floor:.1f} | {step / floor:.2f}x |", flush=True)
+        if args.profile:
+            from torch.profiler import profile
+
+            with profile() as prof:
+                for _ in range(args.calls):
+                    core.unroll(feats, state)
+            table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
+            print(table)
+
+
+def _step_products(core, feats, state):
+    """The Linear products of one RMC step (one block, no gradients), on operands of the step's
+    shapes: the folded input qkv map over every input row, the memory's qkv, the attention MLP and
+    the gates' two Linears."""
+    import torch.nn.functional as F
+
+    rows = feats.reshape(-1, feats.shape[-1])
+    memory = state.reshape(-1, state.shape[-1])
+    mean_rows = feats.reshape(state.shape[0], -1, feats.shape[-1]).mean(dim=1)
+    weight, bias = core._folded_qkv()
+    qkv = core.blocks[0].qkv
+    linears = list(core.attention_mlp)
+    gates = [] if core.gate_inputs is None else [core.gate_memory]
+
+    def products() -> None:
+        F.linear(rows, weight, bias)
+        F.linear(memory, qkv.weight, qkv.bias)
+        for layer in linears + gates:
+            layer(memory)
+        if core.gate_inputs is not None:
+            core.gate_inputs(core.input_projection(mean_rows))
+
+    return products
 
 
 if __name__ == "__main__":

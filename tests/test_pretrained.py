@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -20,7 +21,32 @@ AGENTS = sorted(p.parent for p in (REPO / "pretrained").glob("*/policy.json"))
 
 def test_agents_are_shipped():
     names = {p.name for p in AGENTS}
-    assert {"viewport-rmc", "viewport-lstm", "full-rmc", "stateless-cartpole-lstm"} <= names, names
+    assert {
+        "viewport-rmc",
+        "viewport-lstm",
+        "full-rmc",
+        "stateless-cartpole-rmc",
+        "stateless-cartpole-lstm",
+    } <= names, names
+
+
+@pytest.mark.parametrize("index", ["pretrained/README.md", "docs/results.md"])
+def test_agent_indexes_list_every_agent_with_its_cards_score(index):
+    """The tables that list the shipped agents (``| [name](...) | env | score (std s) | ...``)
+    name every agent once and give the score its card holds, so a re-export cannot leave a
+    stale number behind."""
+    rows = {}
+    for line in (REPO / index).read_text().splitlines():
+        match = re.match(
+            r"\| \[([\w-]+)\]\((?:[^)]*/)?\1\) \|[^|]*\| ([\d.]+) \(std ([\d.]+)\)", line
+        )
+        if match:
+            assert match.group(1) not in rows, (index, match.group(1))
+            rows[match.group(1)] = (float(match.group(2)), float(match.group(3)))
+    assert set(rows) == {p.name for p in AGENTS}, (index, sorted(rows))
+    for agent in AGENTS:
+        score = json.loads((agent / "policy.json").read_text())["score"]
+        assert rows[agent.name] == (round(score["mean"], 1), round(score["std"], 1)), agent.name
 
 
 def _is_safetensors(path) -> bool:

@@ -36,7 +36,13 @@ def check_spaces(env_spec: str, env_kwargs: dict[str, Any], run_model: Any) -> N
             pass
     rows = bool(run_model.image_rows) and run_model.core == "rmc"
     try:
-        build_encoder(obs_space, run_model.conv_channels, run_model.mlp_hiddens, rows=rows)
+        build_encoder(
+            obs_space,
+            run_model.conv_channels,
+            run_model.mlp_hiddens,
+            rows=rows,
+            pool=run_model.image_pool,
+        )
     except (UnsupportedSpaceError, ValueError) as exc:
         raise UnsupportedSpaceError(
             f"env '{env_spec}': the policy cannot encode its observation space: {exc}"

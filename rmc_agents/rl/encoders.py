@@ -5,6 +5,9 @@ observations (leading dimension ``N``, nested dicts/tuples as the space nests th
 
 - images (``Box`` of rank 3, ``H x W x C``): Conv(12, 2x2) -> ReLU -> Conv(24, 2x2) -> ReLU, then two
   coordinate maps (x and y in [-1, 1]) appended to every cell, as in the RMC paper's BoxWorld agent.
+  With ``pool > 1`` the conv map is averaged over ``pool x pool`` blocks first (stride ``pool``; a
+  block cut by the edge averages the cells it holds), so that fewer cells follow: a smaller
+  flattened input for an LSTM on a large board, or fewer rows of attention.
   The ``H' x W'`` cells are either kept as rows (``rows=True``: ``[N, cells, 26]``, for the RMC to
   attend over) or flattened;
 - other ``Box`` spaces (any rank) and ``MultiBinary``: flattened, then an MLP;
@@ -59,9 +62,10 @@ def _neighbours(x: torch.Tensor) -> torch.Tensor:
 
 
 class _ImageTorso(nn.Module):
-    """Two 2x2 convolutions and x/y coordinate maps; output ``[N, H'*W', channels + 2]``."""
+    """Two 2x2 convolutions, an optional average pool, and x/y coordinate maps; output
+    ``[N, H'*W', channels + 2]``."""
 
-    def __init__(self, space: gym.spaces.Box, channels: Sequence[int]) -> None:
+    def __init__(self, space: gym.spaces.Box, channels: Sequence[int], pool: int = 1) -> None:
         super().__init__()
         h, w, c = space.shape
         layers: list[nn.Module] = []
@@ -70,6 +74,9 @@ class _ImageTorso(nn.Module):
             c = out
             h, w = h - 1, w - 1
         self.conv = nn.Sequential(*layers)
+        self.pool = pool
+        if pool > 1:
+            h, w = -(-h // pool), -(-w // pool)  # ceil: a block cut by the edge is kept
         self.scale = _box_scale(space)
         ys = torch.linspace(-1.0, 1.0, h) if h > 1 else torch.zeros(1)
         xs = torch.linspace(-1.0, 1.0, w) if w > 1 else torch.zeros(1)
@@ -91,6 +98,10 @@ class _ImageTorso(nn.Module):
                 y = nn.functional.linear(_neighbours(y), weight, layer.bias)
             else:
                 y = layer(y)
+        if self.pool > 1:
+            y = nn.functional.avg_pool2d(
+                y.permute(0, 3, 1, 2), self.pool, ceil_mode=True, count_include_pad=False
+            ).permute(0, 2, 3, 1)
         coords = self.coords.permute(1, 2, 0).expand(y.shape[0], -1, -1, -1)
         y = torch.cat([y, coords], dim=-1)  # [N, H', W', C+2]
         return y.reshape(y.shape[0], self.num_cells, self.row_size)  # [N, cells, C+2]
@@ -183,8 +194,11 @@ class ObservationEncoder(nn.Module):
         conv_channels: Sequence[int] = (12, 24),
         mlp_hiddens: Sequence[int] = (64,),
         rows: bool = True,
+        pool: int = 1,
     ) -> None:
         super().__init__()
+        if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+            raise ValueError(f"image_pool must be a positive int, got {pool!r}")
         skipped: list[str] = []
         leaves = _leaves(space, (), skipped)
         if skipped:
@@ -197,7 +211,7 @@ class ObservationEncoder(nn.Module):
         self.image_paths = [p for p, s in leaves if is_image_space(s)]
         self.flat_paths = [p for p, s in leaves if not is_image_space(s)]
         self.images = nn.ModuleList(
-            [_ImageTorso(s, conv_channels) for p, s in leaves if is_image_space(s)]
+            [_ImageTorso(s, conv_channels, pool) for p, s in leaves if is_image_space(s)]
         )
         self.flats = nn.ModuleList([_FlatPart(s) for p, s in leaves if not is_image_space(s)])
         self.rows = bool(rows and self.images)
@@ -246,6 +260,7 @@ def build_encoder(
     conv_channels: Sequence[int] = (12, 24),
     mlp_hiddens: Sequence[int] = (64,),
     rows: bool = True,
+    pool: int = 1,
 ) -> ObservationEncoder:
     """The encoder for ``space``; see the module docstring. Raises ``UnsupportedSpaceError``."""
-    return ObservationEncoder(space, conv_channels, mlp_hiddens, rows)
+    return ObservationEncoder(space, conv_channels, mlp_hiddens, rows, pool)

@@ -24,7 +24,8 @@ which turns the observation into a Dict that the Dict torso encodes like any oth
 settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 :func:`rmc_agents.core.make_core`; ``hidden_size`` for ``mlp``; empty: the default size of
 ``ModelSettings``, e.g. 4 memories x 4 heads x 32 for the RMC), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
-(``True``: image cells enter the RMC as rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
+(``True``: image cells enter the RMC as rows), ``image_pool`` (1: the conv map averaged over
+``image_pool x image_pool`` blocks before it is flattened or made rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``skip`` (``False``: the heads also see the torso's features beside the core's output),
 ``output_scale`` (1.0: the core's output is multiplied by it before the heads),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
@@ -68,6 +69,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "conv_channels": [12, 24],
     "mlp_hiddens": [64],
     "image_rows": True,
+    "image_pool": 1,
     "head_hiddens": [],
     "skip": False,
     "output_scale": 1.0,
@@ -146,7 +148,11 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
 
         rows = bool(cfg["image_rows"]) and name == "rmc"
         self.encoder = build_encoder(
-            self.observation_space, cfg["conv_channels"], cfg["mlp_hiddens"], rows=rows
+            self.observation_space,
+            cfg["conv_channels"],
+            cfg["mlp_hiddens"],
+            rows=rows,
+            pool=cfg["image_pool"],
         )
         # No core_kwargs: the core's default size, as ``ModelSettings`` (and train_agent.py) has it.
         kwargs = dict(cfg["core_kwargs"] or ModelSettings(core=name).core_kwargs())

@@ -61,6 +61,7 @@ class ModelSettings:
     conv_channels: list[int] = field(default_factory=lambda: [12, 24])
     mlp_hiddens: list[int] = field(default_factory=lambda: [64])
     image_rows: bool = True
+    image_pool: int = 1  # average the conv map over image_pool x image_pool blocks (1: none)
     head_hiddens: list[int] = field(default_factory=list)
     skip: bool = False  # the heads also see the torso's features beside the core's output
     output_scale: float = 1.0  # the core's output times this before the heads (docs/cores.md)
@@ -77,6 +78,7 @@ class ModelSettings:
         if self.attention_mlp_layers < 0:
             raise ValueError(f"attention_mlp_layers must be >= 0, got {self.attention_mlp_layers}")
         _positive("max_seq_len", self.max_seq_len)
+        _positive("image_pool", self.image_pool)
         _positive("output_scale", self.output_scale)
         for name in ("conv_channels", "mlp_hiddens", "head_hiddens"):
             if any(v <= 0 for v in getattr(self, name)):
@@ -118,6 +120,7 @@ class ModelSettings:
             "conv_channels": list(self.conv_channels),
             "mlp_hiddens": list(self.mlp_hiddens),
             "image_rows": self.image_rows,
+            "image_pool": self.image_pool,
             "head_hiddens": list(self.head_hiddens),
             "skip": self.skip,
             "output_scale": self.output_scale,

@@ -361,6 +361,39 @@ def test_stateless_cartpole_id_hides_velocities_and_keeps_the_time_limit():
     env.close()
 
 
+def test_image_pool_averages_the_conv_map_over_blocks_before_the_coordinates():
+    """image_pool N: the unpooled torso's cells averaged over N x N blocks (stride N; a block cut
+    by the map's edge averages the cells it has), in row-major block order, with coordinates over
+    the pooled grid; the flattened output shrinks with it. Bad sizes are refused."""
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, (9, 7, 3), np.uint8)  # conv map 7 x 5
+    plain = build_encoder(space, rows=True)
+    pooled = build_encoder(space, rows=True, pool=3)
+    pooled.load_state_dict(plain.state_dict())
+    assert pooled.num_rows == 3 * 2 and pooled.out_size == 24 + 2
+    x = torch.randint(0, 256, (4, 9, 7, 3))
+    cells = plain(x)[..., :24].reshape(4, 7, 5, 24)
+    want = torch.stack(
+        [
+            cells[:, r : r + 3, c : c + 3].mean(dim=(1, 2))
+            for r in range(0, 7, 3)
+            for c in range(0, 5, 3)
+        ],
+        dim=1,
+    )  # the last block row holds one cell row, the last block column two columns
+    got = pooled(x)
+    torch.testing.assert_close(got[..., :24], want)
+    xy = got[0, :, -2:].reshape(3, 2, 2)
+    torch.testing.assert_close(xy[0, :, 0], torch.linspace(-1, 1, 2))
+    torch.testing.assert_close(xy[:, 0, 1], torch.linspace(-1, 1, 3))
+    flat = build_encoder(space, rows=False, pool=3)
+    assert flat.out_size == 3 * 2 * 26
+    assert build_encoder(space, rows=True, pool=1).num_rows == 7 * 5
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match="image_pool"):
+            build_encoder(space, pool=bad)
+
+
 @pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
 def test_skip_and_output_scale_shape_what_the_heads_see(core):
     """skip: the heads' inputs are the core's output, then the torso's features flattened;

@@ -125,3 +125,30 @@ def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
         algo_obj.stop()
     assert trained[-1] > 0
     assert type(pipeline[0]).__name__ == "EpisodesToTrainBatch" and pipeline[0].fallbacks == 0
+
+
+def test_image_pool_setting_reaches_the_torso_and_is_checked():
+    """``image_pool`` (``model.image_pool`` in a run config) shrinks the flattened input an LSTM
+    reads and the rows an RMC attends over; a bad value is one clear error."""
+    space = gym.spaces.Box(0, 1, (9, 7, 3), np.float32)  # conv map 7 x 5
+    sizes = {}
+    for pool in (1, 3):
+        for core in ("lstm", "rmc"):
+            spec = policy_spec(core, image_pool=pool)
+            spec.observation_space, spec.action_space = space, gym.spaces.Discrete(5)
+            module = spec.build()
+            sizes[core, pool] = (module.encoder.num_rows, module.encoder.out_size)
+            logits = module.forward_inference(
+                {
+                    Columns.OBS: torch.zeros(2, 1, 9, 7, 3),
+                    Columns.STATE_IN: {
+                        k: torch.as_tensor(v)[None].repeat(2, *[1] * v.ndim)
+                        for k, v in module.get_initial_state().items()
+                    },
+                }
+            )[Columns.ACTION_DIST_INPUTS]
+            assert logits.shape == (2, 1, 5)
+    assert sizes["lstm", 1] == (0, 7 * 5 * 26) and sizes["lstm", 3] == (0, 3 * 2 * 26)
+    assert sizes["rmc", 1] == (7 * 5, 26) and sizes["rmc", 3] == (3 * 2, 26)
+    with pytest.raises(ValueError, match="image_pool must be > 0"):
+        policy_spec(image_pool=0)

@@ -8,6 +8,10 @@ spread, the forget gate.
 
     python bench/ablation_table.py rmc=runs/a lstm=runs/b
     python bench/ablation_table.py --records bench/records/rmc_ablations   # every CSV there
+    python bench/ablation_table.py --records bench/records/viewport_long --plot curves.png
+
+``--plot FILE`` also draws every variant's return curves: each seed thin, their mean (over the
+frames all seeds reached) thick.
 """
 
 from __future__ import annotations
@@ -108,10 +112,44 @@ def groups(runs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
+def plot(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
+    """Return curves per variant (grouped as in :func:`groups`): seeds thin, their mean thick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for name, path in runs:
+        match = re.match(r"(.*)-seed(\d+)", name)
+        with _csv(path).open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean") not in (None, "")]
+        steps = np.array([float(r["env_steps"]) for r in rows])
+        returns = np.array([float(r["episode_return_mean"]) for r in rows])
+        curves.setdefault(match.group(1) if match else name, []).append((steps, returns))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for index, (group, members) in enumerate(curves.items()):
+        colour = f"C{index}"
+        for steps, returns in members:
+            ax.plot(steps, returns, color=colour, alpha=0.3, linewidth=0.8)
+        grid = np.linspace(0, min(s[-1] for s, _ in members), 200)
+        mean = np.mean([np.interp(grid, s, r) for s, r in members], axis=0)
+        ax.plot(grid, mean, color=colour, linewidth=2, label=f"{group} ({len(members)} seeds)")
+    ax.set_xlabel("env frames")
+    ax.set_ylabel("mean episode return")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="*", help="NAME=PATH (a run folder or a progress.csv)")
     p.add_argument("--records", help="a folder of CSV files: one row each, named by the file")
+    p.add_argument("--plot", type=Path, help="also draw the return curves into this PNG file")
+    p.add_argument("--title", default="", help="the plot's title")
     args = p.parse_args()
     runs = []
     for item in args.runs:
@@ -124,6 +162,8 @@ def main() -> None:
     print(table(runs))
     print()
     print(groups(runs))
+    if args.plot:
+        plot(runs, args.plot, args.title)
 
 
 if __name__ == "__main__":

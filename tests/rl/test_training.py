@@ -48,7 +48,9 @@ def test_memory_cores_learn_cue_recall_across_chunks(ray_cluster, tmp_path, tiny
             **tiny,
             **CUE_SETTINGS,
             "model.core": core,
-            "stop.timesteps": 60_000,
+            # Stops at the reward; the budget is for the slow tail of asynchronous sampling (the
+            # tiny RMC took 16-54k steps in 7 of 8 runs and missed 60k in one, at 0.87).
+            "stop.timesteps": 150_000,
             "stop.reward": 0.9,
         },
     )

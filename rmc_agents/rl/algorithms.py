@@ -57,6 +57,8 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
     lr: Any = run.lr
     if tr.anneal_lr and run.stop.timesteps:
         lr = [[0, run.lr], [run.stop.timesteps, 0.0]]
+    elif tr.lr_factors:
+        lr = [[frame, run.lr * factor] for frame, factor in tr.lr_factors]
     training: dict[str, Any] = {
         "lr": lr,
         "gamma": tr.gamma,

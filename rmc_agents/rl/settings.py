@@ -156,6 +156,9 @@ class TrainingSettings:
 
     lr: float | None = None  # null: 6e-4 for IMPALA/APPO, 3e-4 for PPO (RunSettings.lr)
     anneal_lr: bool = False
+    # [[env frames, factor], ...] from frame 0: the step size is lr x the factor, linear between
+    # the points and the last factor after them (RLlib's lr schedule); null: lr throughout
+    lr_factors: list[tuple[int, float]] | None = None
     gamma: float = 0.99
     entropy_coeff: float | None = None  # null: 0.01 for IMPALA/APPO, 0 for PPO
     vf_loss_coeff: float = 0.5
@@ -186,6 +189,8 @@ class TrainingSettings:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
+        if self.lr_factors is not None:
+            _check_lr_factors(self.lr_factors, self.anneal_lr)
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if (self.entropy_coeff or 0) < 0 or self.vf_loss_coeff < 0:
@@ -199,6 +204,23 @@ class TrainingSettings:
             _positive("reward_scale", self.reward_scale)
         if self.diagnostics_every < 0:
             raise ValueError(f"diagnostics_every must be >= 0, got {self.diagnostics_every}")
+
+
+def _check_lr_factors(points: list[tuple[int, float]], anneal_lr: bool) -> None:
+    example = "e.g. [[0, 1.0], [1000000, 2.0]]"
+    if anneal_lr:
+        raise ValueError("set training.lr_factors or training.anneal_lr, not both")
+    if len(points) < 2:
+        raise ValueError(f"training.lr_factors needs two or more [frames, factor] points ({example})")
+    if points[0][0] != 0:
+        raise ValueError(
+            f"training.lr_factors must start at frame 0, got {points[0][0]} ({example})"
+        )
+    frames = [frame for frame, _ in points]
+    if any(b <= a for a, b in zip(frames[:-1], frames[1:], strict=True)):
+        raise ValueError(f"training.lr_factors' frames must increase, got {frames}")
+    if any(factor < 0 for _, factor in points):
+        raise ValueError(f"training.lr_factors' factors must be >= 0, got {points}")
 
 
 def default_reward_scale(env: str) -> float:

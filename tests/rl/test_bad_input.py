@@ -159,6 +159,11 @@ CASES: list[tuple[str, Setup, str]] = [
         r"'model.mem_slots' must be an integer, got 'four'",
     ),
     ("config_impossible_value", _config("training: {gamma: 1.5}\n"), r"gamma must be in \[0, 1\]"),
+    (
+        "config_lr_factors_not_from_frame_0",
+        _config("training: {lr_factors: [[1000, 1.0], [2000, 2.0]]}\n"),
+        r"training.lr_factors must start at frame 0, got 1000",
+    ),
     ("config_not_a_mapping", _config("- just\n- a list\n"), r"top level must be a mapping"),
     ("config_not_yaml", _config("model: [unclosed\n"), r"not valid YAML"),
     (

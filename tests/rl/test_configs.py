@@ -33,6 +33,33 @@ def test_config_loads_and_is_consistent(path: Path) -> None:
         assert run.stop.timesteps
 
 
+@pytest.mark.parametrize(
+    "factors, anneal, match",
+    [
+        ([[0, 1.0]], False, "two or more"),
+        ([[5, 1.0], [10, 2.0]], False, "start at frame 0, got 5"),
+        ([[0, 1.0], [10, 2.0], [10, 3.0]], False, r"frames must increase, got \[0, 10, 10\]"),
+        ([[0, 1.0], [10, -2.0]], False, "factors must be >= 0"),
+        ([[0, 1.0], [10, 2.0]], True, "lr_factors or training.anneal_lr, not both"),
+    ],
+)
+def test_a_bad_lr_schedule_is_refused_with_what_is_wrong(factors, anneal, match) -> None:
+    from rmc_agents.rl.settings import TrainingSettings
+
+    with pytest.raises(ValueError, match=match):
+        TrainingSettings(lr_factors=factors, anneal_lr=anneal).validate()
+
+
+def test_lr_factors_become_rllibs_schedule_in_absolute_steps() -> None:
+    from rmc_agents.rl.algorithms import build_algo_config
+
+    run = RunSettings()
+    run.training.lr = 2e-3
+    run.training.lr_factors = [(0, 1.0), (1000, 0.5), (3000, 2.0)]
+    run.validate()
+    assert build_algo_config(run).lr == [[0, 2e-3], [1000, 1e-3], [3000, 4e-3]]
+
+
 def test_the_default_file_holds_the_built_in_values() -> None:
     assert load_config(RunSettings, REPO / "configs" / "impala_default.yaml") == RunSettings()
 

@@ -211,7 +211,9 @@ def _check_lr_factors(points: list[tuple[int, float]], anneal_lr: bool) -> None:
     if anneal_lr:
         raise ValueError("set training.lr_factors or training.anneal_lr, not both")
     if len(points) < 2:
-        raise ValueError(f"training.lr_factors needs two or more [frames, factor] points ({example})")
+        raise ValueError(
+            f"training.lr_factors needs two or more [frames, factor] points ({example})"
+        )
     if points[0][0] != 0:
         raise ValueError(
             f"training.lr_factors must start at frame 0, got {points[0][0]} ({example})"

@@ -15,7 +15,7 @@ def check_spaces(env_spec: str, env_kwargs: dict[str, Any], run_model: Any) -> N
             with ``env_kwargs``, or its observation or action space is unsupported; the message
             names the env and the space.
     """
-    from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
+    from rmc_agents.rl.encoders import UnsupportedSpaceError
     from rmc_agents.rl.envs import EnvResolutionError, make_env
 
     try:
@@ -34,21 +34,14 @@ def check_spaces(env_spec: str, env_kwargs: dict[str, Any], run_model: Any) -> N
             env.close()
         except Exception:  # pragma: no cover - closing is best effort
             pass
-    rows = bool(run_model.image_rows) and run_model.core == "rmc"
+    from rmc_agents.rl.module import action_logits_size, build_torso
+
     try:
-        build_encoder(
-            obs_space,
-            run_model.conv_channels,
-            run_model.mlp_hiddens,
-            rows=rows,
-            pool=run_model.image_pool,
-        )
+        build_torso(obs_space, run_model.rllib_model_config())
     except (UnsupportedSpaceError, ValueError) as exc:
         raise UnsupportedSpaceError(
             f"env '{env_spec}': the policy cannot encode its observation space: {exc}"
         ) from None
-    from rmc_agents.rl.module import action_logits_size
-
     try:
         action_logits_size(act_space)
     except UnsupportedSpaceError as exc:

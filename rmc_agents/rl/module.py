@@ -59,7 +59,13 @@ from rmc_agents.rl.settings import ModelSettings
 # lines there too (rmc_agents.rl.quiet).
 quiet.install()
 
-__all__ = ["MODEL_NAMES", "MLPCore", "RecurrentAgentModule", "action_logits_size"]
+__all__ = [
+    "MODEL_NAMES",
+    "MLPCore",
+    "RecurrentAgentModule",
+    "action_logits_size",
+    "build_torso",
+]
 
 MODEL_NAMES = ("rmc", "lstm", "gru", "dnc", "mlp")
 
@@ -76,6 +82,23 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "max_seq_len": 22,
     "cuda_graphs": True,
 }
+
+
+def build_torso(observation_space: gym.Space, model_config: dict[str, Any]) -> nn.Module:
+    """The torso :class:`RecurrentAgentModule` builds for ``observation_space`` from its
+    ``model_config`` (keys missing there take ``DEFAULT_MODEL_CONFIG``'s values): image cells
+    enter the core as rows only for the RMC with ``image_rows``.
+
+    Raises ``UnsupportedSpaceError`` for a space with no encoder, ``ValueError`` for a bad setting.
+    """
+    cfg = {**DEFAULT_MODEL_CONFIG, **model_config}
+    return build_encoder(
+        observation_space,
+        cfg["conv_channels"],
+        cfg["mlp_hiddens"],
+        rows=bool(cfg["image_rows"]) and cfg["core"] == "rmc",
+        pool=cfg["image_pool"],
+    )
 
 
 class MLPCore(nn.Module):
@@ -146,14 +169,7 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
             )
         num_logits = action_logits_size(self.action_space)
 
-        rows = bool(cfg["image_rows"]) and name == "rmc"
-        self.encoder = build_encoder(
-            self.observation_space,
-            cfg["conv_channels"],
-            cfg["mlp_hiddens"],
-            rows=rows,
-            pool=cfg["image_pool"],
-        )
+        self.encoder = build_torso(self.observation_space, cfg)
         # No core_kwargs: the core's default size, as ``ModelSettings`` (and train_agent.py) has it.
         kwargs = dict(cfg["core_kwargs"] or ModelSettings(core=name).core_kwargs())
         in_size = self.encoder.out_size

@@ -394,6 +394,24 @@ def test_image_pool_averages_the_conv_map_over_blocks_before_the_coordinates():
             build_encoder(space, pool=bad)
 
 
+@pytest.mark.parametrize("core", ["rmc", "lstm"])
+def test_the_spaces_check_and_the_module_build_the_same_torso(core):
+    """build_torso (what check_spaces builds before a run) gives the module's own torso: cells
+    as rows only for the RMC, the pool and channels from the model config."""
+    from rmc_agents.rl.module import build_torso
+    from rmc_agents.rl.settings import ModelSettings
+
+    space = gym.spaces.Box(0, 255, (9, 7, 3), np.uint8)
+    settings = ModelSettings(core=core, image_pool=3, conv_channels=[8, 16], hidden_size=32)
+    torso = build_torso(space, settings.rllib_model_config())
+    cfg = settings.rllib_model_config()
+    del cfg["core"]
+    module = build(core, space, **{**cfg, "core_kwargs": SMALL[core]})
+    assert (torso.num_rows, torso.out_size) == (module.encoder.num_rows, module.encoder.out_size)
+    assert torso.num_rows == (3 * 2 if core == "rmc" else 0)
+    assert module.encoder.state_dict().keys() == torso.state_dict().keys()
+
+
 @pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
 def test_skip_and_output_scale_shape_what_the_heads_see(core):
     """skip: the heads' inputs are the core's output, then the torso's features flattened;

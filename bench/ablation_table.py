@@ -21,6 +21,7 @@ import csv
 import math
 import random
 import re
+import sys
 from pathlib import Path
 
 DIAGNOSTICS = {
@@ -114,34 +115,18 @@ def groups(runs: list[tuple[str, Path]]) -> str:
 
 def plot(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
     """Return curves per variant (grouped as in :func:`groups`): seeds thin, their mean thick."""
-    import matplotlib
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from seed_curves import draw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    curves: dict[str, list[tuple[list[float], list[float]]]] = {}
     for name, path in runs:
         match = re.match(r"(.*)-seed(\d+)", name)
         with _csv(path).open(newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean") not in (None, "")]
-        steps = np.array([float(r["env_steps"]) for r in rows])
-        returns = np.array([float(r["episode_return_mean"]) for r in rows])
+        steps = [float(r["env_steps"]) for r in rows]
+        returns = [float(r["episode_return_mean"]) for r in rows]
         curves.setdefault(match.group(1) if match else name, []).append((steps, returns))
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for index, (group, members) in enumerate(curves.items()):
-        colour = f"C{index}"
-        for steps, returns in members:
-            ax.plot(steps, returns, color=colour, alpha=0.3, linewidth=0.8)
-        grid = np.linspace(0, min(s[-1] for s, _ in members), 200)
-        mean = np.mean([np.interp(grid, s, r) for s, r in members], axis=0)
-        ax.plot(grid, mean, color=colour, linewidth=2, label=f"{group} ({len(members)} seeds)")
-    ax.set_xlabel("env frames")
-    ax.set_ylabel("mean episode return")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    draw(curves, out, title)
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import warnings
 from pathlib import Path
 
@@ -59,20 +60,16 @@ def _spread(values: list[float]) -> str:
 
 def report(out: Path) -> list[dict]:
     """Per model: seeds, last-20% and best returns; writes the figure, table.md, results.json."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from seed_curves import draw
 
     groups: dict[str, list[Path]] = {}
     for run_dir in sorted(out.glob("*-seed*")):
         if (run_dir / "progress.csv").is_file():
             groups.setdefault(run_dir.name.rsplit("-seed", 1)[0], []).append(run_dir)
     results, env = [], ""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, (model, dirs) in enumerate(groups.items()):
-        colour = f"C{i}"
+    drawn: dict[str, list[tuple[list[int], list[float]]]] = {}
+    for model, dirs in groups.items():
         lates, bests, seeds, frames, curves = [], [], [], [], []
         for run_dir in dirs:
             steps, returns = read_curve(run_dir)
@@ -86,12 +83,9 @@ def report(out: Path) -> list[dict]:
             bests.append(max(returns))
             frames.append(steps[-1])
             curves.append((steps, returns))
-            ax.plot(steps, returns, color=colour, alpha=0.3, linewidth=0.8)
+        drawn[model] = curves
         if not curves:
             continue
-        grid = np.linspace(0, min(s[-1] for s, _ in curves), 200)
-        mean_curve = np.mean([np.interp(grid, s, r) for s, r in curves], axis=0)
-        ax.plot(grid, mean_curve, color=colour, linewidth=2, label=f"{model} ({len(curves)} seeds)")
         results.append(
             {
                 "model": model,
@@ -103,12 +97,7 @@ def report(out: Path) -> list[dict]:
                 "best_mean": statistics.mean(bests),
             }
         )
-    ax.set_xlabel("env frames")
-    ax.set_ylabel("mean episode return")
-    ax.set_title(env)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=120)
+    draw(drawn, out / "curves.png", env, size=(7, 4.5))
     lines = [
         "| model | seeds | frames each | last 20% of frames: mean (min-max) | per seed "
         "| best: mean (min-max) | per seed |",

@@ -8,8 +8,8 @@ alternative it replaced, in one process, taking turns.
 * drawing the actions: ``connectors.sample_categorical`` vs RLlib's ``TorchCategorical``
   (``from_logits``, ``sample``, ``logp``), the same numbers.
 
-Then the RMC step against its own matrix products alone (the same Linears on operands of the same
-shapes, nothing else): how far the step is from the limit its arithmetic sets on this CPU.
+Then the RMC step against its own matrix products alone (every ``mm``, ``addmm`` and ``bmm`` the
+step calls, replayed on operands of the same shapes, nothing else: ``bench/product_floor.py``): how far the step is from the limit its arithmetic sets on this CPU.
 ``--profile`` adds the step's top operators (torch.profiler, self time).
 
 The default model on Mini-Pacman's viewport, ``--batch`` observations (one EnvRunner's vector
@@ -21,7 +21,9 @@ step: 32 envs), no gradients, one thread; microseconds per call, best of ``--rep
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 
 def _best_us(fn, calls: int, repeats: int) -> float:
@@ -114,7 +116,11 @@ def main() -> None:
             b = _best_us(before, args.calls, args.repeats)
             print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x |", flush=True)
         step = now_us["RMC step"]  # the step as timed above
-        floor = _best_us(_step_products(core, feats, state), args.calls, args.repeats)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from product_floor import matrix_products
+
+        products = matrix_products(lambda: core.unroll(feats, state))
+        floor = _best_us(products.replay, args.calls, args.repeats)
         print("\n| RMC step | its matrix products alone | step / products |")
         print("|---:|---:|---:|")
         print(f"| {step:.1f} | {floor:.1f} | {step / floor:.2f}x |", flush=True)
@@ -126,30 +132,6 @@ def main() -> None:
                     core.unroll(feats, state)
             table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
             print(table)
-
-
-def _step_products(core, feats, state):
-    """The Linear products of one RMC step (one block, no gradients), on operands of the step's
-    shapes: the folded input qkv map over every input row, the memory's qkv, the attention MLP and
-    the gates' two Linears."""
-    import torch.nn.functional as F
-
-    rows = feats.reshape(-1, feats.shape[-1])
-    memory = state.reshape(-1, state.shape[-1])
-    mean_rows = feats.reshape(state.shape[0], -1, feats.shape[-1]).mean(dim=1)
-    weight, bias = core._folded_qkv()
-    qkv = core.blocks[0].qkv
-    on_memory = list(core.attention_mlp) + ([] if core.gate_inputs is None else [core.gate_memory])
-
-    def products() -> None:
-        F.linear(rows, weight, bias)
-        F.linear(memory, qkv.weight, qkv.bias)
-        for layer in on_memory:
-            layer(memory)
-        if core.gate_inputs is not None:
-            core.gate_inputs(core.input_projection(mean_rows))
-
-    return products
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@ the learner's core is from the limit its arithmetic sets on this CPU.
 
 The unroll runs once under ``torch.profiler`` with shapes recorded; every matrix product it calls
 (``mm``, ``addmm``, ``bmm``, forward and backward) is then replayed alone, on fresh operands of the
-same shapes, in the same order. The two take turns ``--rounds`` times in one process, one
-thread, so that a change in the machine's load hits both alike; milliseconds per unroll, median
-of the rounds. ``--profile`` adds the unroll's top operators by self time.
+same shapes, in the same order (``bench/product_floor.py``). The two take turns ``--rounds``
+times in one process, one thread, so that a change in the machine's load hits both alike;
+milliseconds per unroll, median of the rounds. ``--profile`` adds the unroll's top operators by self time.
 
 Sizes: ``default``, the default agent's core on Mini-Pacman's viewport (4 memories x 4 heads x
 32, memory gating, 9 input rows of 26 features: the 3x3 torso cells) over a packed learner batch
@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 SIZES = {
     "default": {"head_size": 32, "steps": 22},
     "paper": {"head_size": 64, "steps": 42},
 }
-
-
-def _shapes(event) -> list[list[int]]:
-    return [list(s) for s in event.input_shapes if s]
 
 
 def main() -> None:
@@ -68,9 +66,11 @@ def main() -> None:
 
 def _measure(size: str, args: argparse.Namespace) -> None:
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from rmc_agents.core.relational_memory import RelationalMemory
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from product_floor import matrix_products
 
     spec = SIZES[size]
     torch.manual_seed(0)
@@ -85,24 +85,8 @@ def _measure(size: str, args: argparse.Namespace) -> None:
 
     for _ in range(3):
         unroll()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        unroll()
-    ops = {"aten::mm": torch.mm, "aten::addmm": torch.addmm, "aten::bmm": torch.bmm}
-    calls, flops = [], 0
-    for event in prof.events():
-        if event.name not in ops:
-            continue
-        shapes = _shapes(event)
-        # addmm's operands are (bias, a, b): the bias is broadcast over the rows
-        operands = [torch.randn(s) for s in shapes[: 3 if event.name == "aten::addmm" else 2]]
-        calls.append((ops[event.name], operands))
-        a, b = operands[-2], operands[-1]
-        flops += 2 * a.numel() * b.shape[-1]
-
-    def products() -> None:
-        for op, operands in calls:
-            op(*operands)
-
+    captured = matrix_products(unroll)
+    products = captured.replay
     for _ in range(3):
         products()
     full, floor = [], []
@@ -113,12 +97,12 @@ def _measure(size: str, args: argparse.Namespace) -> None:
             acc.append((time.perf_counter() - start) * 1e3)
     a, b = statistics.median(full), statistics.median(floor)
     print(
-        f"| {size} | {spec['steps']} | {a:.1f} | {b:.1f} | {len(calls)} | "
-        f"{flops / b / 1e6:.0f} | {a / b:.2f}x |",
+        f"| {size} | {spec['steps']} | {a:.1f} | {b:.1f} | {captured.calls} | "
+        f"{captured.flops / b / 1e6:.0f} | {a / b:.2f}x |",
         flush=True,
     )
     if args.profile:
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        print(captured.profile.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
 
 
 if __name__ == "__main__":

@@ -59,10 +59,13 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
         lr = [[0, run.lr], [run.stop.timesteps, 0.0]]
     elif tr.lr_factors:
         lr = [[frame, run.lr * factor] for frame, factor in tr.lr_factors]
+    entropy: Any = run.entropy_coeff
+    if tr.entropy_factors:
+        entropy = [[frame, run.entropy_coeff * factor] for frame, factor in tr.entropy_factors]
     training: dict[str, Any] = {
         "lr": lr,
         "gamma": tr.gamma,
-        "entropy_coeff": run.entropy_coeff,
+        "entropy_coeff": entropy,
         "vf_loss_coeff": tr.vf_loss_coeff,
         "grad_clip": tr.grad_clip,
         "train_batch_size_per_learner": run.train_batch_size,

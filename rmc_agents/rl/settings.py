@@ -161,6 +161,8 @@ class TrainingSettings:
     lr_factors: list[tuple[int, float]] | None = None
     gamma: float = 0.99
     entropy_coeff: float | None = None  # null: 0.01 for IMPALA/APPO, 0 for PPO
+    # [[env frames, factor], ...] from frame 0: the entropy bonus as lr_factors does the step
+    entropy_factors: list[tuple[int, float]] | None = None
     vf_loss_coeff: float = 0.5
     grad_clip: float = 40.0
     rollout_fragment_length: int = 20
@@ -190,7 +192,11 @@ class TrainingSettings:
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if self.lr_factors is not None:
-            _check_lr_factors(self.lr_factors, self.anneal_lr)
+            if self.anneal_lr:
+                raise ValueError("set training.lr_factors or training.anneal_lr, not both")
+            _check_factors("training.lr_factors", self.lr_factors)
+        if self.entropy_factors is not None:
+            _check_factors("training.entropy_factors", self.entropy_factors)
         if not 0 <= self.gamma <= 1:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         if (self.entropy_coeff or 0) < 0 or self.vf_loss_coeff < 0:
@@ -206,23 +212,18 @@ class TrainingSettings:
             raise ValueError(f"diagnostics_every must be >= 0, got {self.diagnostics_every}")
 
 
-def _check_lr_factors(points: list[tuple[int, float]], anneal_lr: bool) -> None:
+def _check_factors(key: str, points: list[tuple[int, float]]) -> None:
+    """A schedule of ``[frames, factor]`` points (``training.lr_factors``, ``entropy_factors``)."""
     example = "e.g. [[0, 1.0], [1000000, 2.0]]"
-    if anneal_lr:
-        raise ValueError("set training.lr_factors or training.anneal_lr, not both")
     if len(points) < 2:
-        raise ValueError(
-            f"training.lr_factors needs two or more [frames, factor] points ({example})"
-        )
+        raise ValueError(f"{key} needs two or more [frames, factor] points ({example})")
     if points[0][0] != 0:
-        raise ValueError(
-            f"training.lr_factors must start at frame 0, got {points[0][0]} ({example})"
-        )
+        raise ValueError(f"{key} must start at frame 0, got {points[0][0]} ({example})")
     frames = [frame for frame, _ in points]
     if any(b <= a for a, b in zip(frames[:-1], frames[1:], strict=True)):
-        raise ValueError(f"training.lr_factors' frames must increase, got {frames}")
+        raise ValueError(f"{key}' frames must increase, got {frames}")
     if any(factor < 0 for _, factor in points):
-        raise ValueError(f"training.lr_factors' factors must be >= 0, got {points}")
+        raise ValueError(f"{key}' factors must be >= 0, got {points}")
 
 
 def default_reward_scale(env: str) -> float:

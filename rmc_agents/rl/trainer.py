@@ -54,6 +54,7 @@ METRIC_COLUMNS: dict[str, str | tuple[str, ...] | None] = {
     # mean V(x) over the batch's real steps, in the loss's units (rewards x training.reward_scale)
     "mean_value": "learners/default_policy/mean_value",
     "lr": "learners/default_policy/default_optimizer_learning_rate",  # the step size in use
+    "entropy_coeff": "learners/default_policy/curr_entropy_coeff",  # the entropy bonus in use
     # rmc_agents/rl/evaluation.py: every evaluation.every iterations (empty in the others)
     "eval/return_mean": None,
     "eval/return_std": None,

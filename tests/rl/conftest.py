@@ -46,6 +46,7 @@ def cli_run(tmp_path_factory):
         "--env", "MiniPacman-Viewport-v0", "--config", str(cfg), "--stop-iterations", "2",
         "--output", str(out), "--set", "training.lr=0.0005",
         "--set", "training.lr_factors=[[0, 1.0], [1, 0.5]]",
+        "--set", "training.entropy_factors=[[0, 1.0], [1, 0.25]]",
     )  # fmt: skip
     return proc, out, cfg
 

@@ -46,8 +46,10 @@ def test_smoke_run_writes_every_output(smoke_run):
     rows = list(csv.DictReader((out / "progress.csv").open()))
     for column in ("diag/policy_kl", "diag/slot_spread", "diag/forget_gate", "diag/value_ev"):
         assert any(row[column] not in ("", None) for row in rows), column
-    # the step-size schedule reached the optimizer: lr x the last factor from the first frame on
+    # the schedules reached the learner: lr and the entropy bonus (IMPALA's 0.01) x their last
+    # factors from the first frame on
     assert [float(row["lr"]) for row in rows] == pytest.approx([0.00025, 0.00025])
+    assert [float(row["entropy_coeff"]) for row in rows] == pytest.approx([0.0025, 0.0025])
     assert any((out / "tb").iterdir())
     module_dir = out / "checkpoint" / "learner_group" / "learner" / "rl_module" / "default_policy"
     assert module_dir.is_dir()

@@ -48,16 +48,23 @@ def test_a_bad_lr_schedule_is_refused_with_what_is_wrong(factors, anneal, match)
 
     with pytest.raises(ValueError, match=match):
         TrainingSettings(lr_factors=factors, anneal_lr=anneal).validate()
+    if not anneal:  # the entropy schedule is checked the same way
+        with pytest.raises(ValueError, match="training.entropy_factors"):
+            TrainingSettings(entropy_factors=factors).validate()
 
 
-def test_lr_factors_become_rllibs_schedule_in_absolute_steps() -> None:
+def test_lr_and_entropy_factors_become_rllibs_schedules_in_absolute_values() -> None:
     from rmc_agents.rl.algorithms import build_algo_config
 
     run = RunSettings()
     run.training.lr = 2e-3
     run.training.lr_factors = [(0, 1.0), (1000, 0.5), (3000, 2.0)]
+    run.training.entropy_coeff = 0.02
+    run.training.entropy_factors = [(0, 1.0), (2000, 0.25)]
     run.validate()
-    assert build_algo_config(run).lr == [[0, 2e-3], [1000, 1e-3], [3000, 4e-3]]
+    config = build_algo_config(run)
+    assert config.lr == [[0, 2e-3], [1000, 1e-3], [3000, 4e-3]]
+    assert config.entropy_coeff == [[0, 0.02], [2000, 0.005]]
 
 
 def test_the_default_file_holds_the_built_in_values() -> None:

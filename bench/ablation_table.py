@@ -36,6 +36,12 @@ def _csv(path: Path) -> Path:
     return path if path.suffix == ".csv" else path / "progress.csv"
 
 
+def _variant(name: str) -> tuple[str, str] | None:
+    """``(variant, seed)`` of a run named ``<variant>-seed<N>...``; None for another name."""
+    match = re.match(r"(.*)-seed(\d+)", name)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def fifths(rows: list[dict], column: str) -> list[float]:
     """Mean of ``column`` over the rows of each fifth of the frames (NaN where it is empty)."""
     last = float(rows[-1]["env_steps"])
@@ -92,13 +98,13 @@ def groups(runs: list[tuple[str, Path]]) -> str:
     their mean and a 95% bootstrap interval of the mean (a repeated seed counts once: its first)."""
     by_group: dict[str, dict[str, float]] = {}
     for name, path in runs:
-        match = re.match(r"(.*)-seed(\d+)", name)
-        if not match:
+        variant = _variant(name)
+        if variant is None:
             continue
         with _csv(path).open(newline="") as f:
             rows = list(csv.DictReader(f))
-        by_group.setdefault(match.group(1), {}).setdefault(
-            match.group(2), fifths(rows, "episode_return_mean")[-1]
+        by_group.setdefault(variant[0], {}).setdefault(
+            variant[1], fifths(rows, "episode_return_mean")[-1]
         )
     lines = ["| variant | seeds | last 20% per seed | mean | 95% bootstrap interval |"]
     lines.append("|---|---|---|---|---|")
@@ -118,14 +124,12 @@ def plot(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seed_curves import draw
 
-    curves: dict[str, list[tuple[list[float], list[float]]]] = {}
+    from rmc_agents.tune.trial import read_returns
+
+    curves: dict[str, list[tuple[list[int], list[float]]]] = {}
     for name, path in runs:
-        match = re.match(r"(.*)-seed(\d+)", name)
-        with _csv(path).open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("episode_return_mean") not in (None, "")]
-        steps = [float(r["env_steps"]) for r in rows]
-        returns = [float(r["episode_return_mean"]) for r in rows]
-        curves.setdefault(match.group(1) if match else name, []).append((steps, returns))
+        variant = _variant(name)
+        curves.setdefault(variant[0] if variant else name, []).append(read_returns(_csv(path)))
     draw(curves, out, title)
 
 

@@ -9,7 +9,8 @@ alternative it replaced, in one process, taking turns.
   (``from_logits``, ``sample``, ``logp``), the same numbers.
 
 Then the RMC step against its own matrix products alone (every ``mm``, ``addmm`` and ``bmm`` the
-step calls, replayed on operands of the same shapes, nothing else: ``bench/product_floor.py``): how far the step is from the limit its arithmetic sets on this CPU.
+step calls, replayed on operands of the same shapes, nothing else: ``bench/product_floor.py``):
+how far the step is from the limit its arithmetic sets on this CPU.
 ``--profile`` adds the step's top operators (torch.profiler, self time).
 
 The default model on Mini-Pacman's viewport, ``--batch`` observations (one EnvRunner's vector

@@ -5,7 +5,8 @@ The unroll runs once under ``torch.profiler`` with shapes recorded; every matrix
 (``mm``, ``addmm``, ``bmm``, forward and backward) is then replayed alone, on fresh operands of the
 same shapes, in the same order (``bench/product_floor.py``). The two take turns ``--rounds``
 times in one process, one thread, so that a change in the machine's load hits both alike;
-milliseconds per unroll, median of the rounds. ``--profile`` adds the unroll's top operators by self time.
+milliseconds per unroll, median of the rounds. ``--profile`` adds the unroll's top operators by
+self time.
 
 Sizes: ``default``, the default agent's core on Mini-Pacman's viewport (4 memories x 4 heads x
 32, memory gating, 9 input rows of 26 features: the 3x3 torso cells) over a packed learner batch

@@ -57,6 +57,14 @@ def fifths(rows: list[dict], column: str) -> list[float]:
     return out
 
 
+def last20(path: Path) -> float:
+    """The run's mean return over the last 20% of its frames: ``rmc_agents.tune.trial.late_mean``,
+    the measure of ``bench/learning.py`` and of every sweep's ``return_last20``."""
+    from rmc_agents.tune.trial import late_mean, read_returns
+
+    return late_mean(*read_returns(_csv(path)))
+
+
 def _fmt(x: float, digits: int = 1) -> str:
     if math.isnan(x):
         return "-"
@@ -72,7 +80,7 @@ def table(runs: list[tuple[str, Path]]) -> str:
         with _csv(path).open(newline="") as f:
             rows = list(csv.DictReader(f))
         returns = fifths(rows, "episode_return_mean")
-        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(returns[-1])]
+        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(path))]
         cells.append(" / ".join(_fmt(v, 0) for v in returns))
         for column in DIAGNOSTICS.values():
             if column in rows[0]:
@@ -101,11 +109,7 @@ def groups(runs: list[tuple[str, Path]]) -> str:
         variant = _variant(name)
         if variant is None:
             continue
-        with _csv(path).open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        by_group.setdefault(variant[0], {}).setdefault(
-            variant[1], fifths(rows, "episode_return_mean")[-1]
-        )
+        by_group.setdefault(variant[0], {}).setdefault(variant[1], last20(path))
     lines = ["| variant | seeds | last 20% per seed | mean | 95% bootstrap interval |"]
     lines.append("|---|---|---|---|---|")
     for group, seeds in by_group.items():

@@ -25,6 +25,7 @@ def test_agents_are_shipped():
         "viewport-rmc",
         "viewport-lstm",
         "full-rmc",
+        "full-lstm",
         "stateless-cartpole-rmc",
         "stateless-cartpole-lstm",
     } <= names, names

@@ -59,6 +59,61 @@ def test_the_viewport_sweeps_give_both_cores_the_same_budget():
     assert rmc.settings.stop.timesteps == 1_000_000 and rmc.settings.stop.seconds is None
 
 
+def _parameters(settings: RunSettings) -> int:
+    import gymnasium as gym
+
+    from rmc_agents.rl.algorithms import module_spec
+
+    env = gym.make(settings.env)
+    spec = module_spec(settings)
+    spec.observation_space, spec.action_space = env.observation_space, env.action_space
+    env.close()
+    return sum(p.numel() for p in spec.build().parameters())
+
+
+@pytest.mark.parametrize(
+    "rmc_file, lstm_file, counts",
+    [
+        ("viewport_long_rmc_grad_clip", "viewport_long_lstm_grad_clip", (94_904, 91_878)),
+        ("viewport_paper_rmc", "viewport_paper_lstm", (350_904, 352_742)),
+    ],
+)
+def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, counts):
+    rmc, lstm = load_sweep(SWEEPS / f"{rmc_file}.yaml"), load_sweep(SWEEPS / f"{lstm_file}.yaml")
+    sizes = (_parameters(rmc.settings), _parameters(lstm.settings))
+    assert sizes == counts
+    assert abs(sizes[0] - sizes[1]) <= 0.15 * min(sizes)
+    assert rmc.settings.stop == lstm.settings.stop
+    assert rmc.settings.training.grad_clip == lstm.settings.training.grad_clip == 1.0
+
+
+def test_the_tuned_viewport_configs_hold_the_best_measured_settings():
+    rmc = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_rmc.yaml")
+    lstm = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_lstm.yaml")
+    assert (rmc.training.lr, lstm.training.lr) == (0.00308, 0.0066)
+    assert rmc.training.grad_clip == lstm.training.grad_clip == 1.0
+    assert rmc.model.coupled_gates and rmc.model.slot_embeddings
+    assert rmc.stop.timesteps == lstm.stop.timesteps == 5_000_000
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in SWEEPS.glob("viewport_*.yaml")
+        if "base: ../minipacman_viewport_tuned_" in p.read_text()
+    ),
+    ids=lambda p: p.name,
+)
+def test_sweeps_on_the_tuned_configs_pin_the_settings_of_their_tables(path):
+    """The tuned files moved on (step size, clip); a sweep documented with older numbers keeps them:
+    its step size and clip are its own, not the base file's."""
+    fixed = yaml.safe_load(path.read_text())["set"]
+    assert "training.lr" in fixed and "training.grad_clip" in fixed
+    clip = 1.0 if ("grad_clip" in path.name or "paper" in path.name) else 40.0
+    assert load_sweep(path).settings.training.grad_clip == clip
+
+
 def _sweep_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "sweep.yaml"
     path.write_text(text)

@@ -59,6 +59,20 @@ def test_the_viewport_sweeps_give_both_cores_the_same_budget():
     assert rmc.settings.stop.timesteps == 1_000_000 and rmc.settings.stop.seconds is None
 
 
+def test_the_wide_viewport_search_differs_from_the_first_only_where_it_says():
+    rmc, lstm = (load_sweep(SWEEPS / f"viewport_{c}_wide.yaml") for c in ("rmc", "lstm"))
+    first = load_sweep(SWEEPS / "viewport_rmc.yaml")
+    assert rmc.search == lstm.search
+    assert rmc.search["training.lr"].values == (5e-4, 1e-2)
+    assert rmc.search["training.entropy_coeff"] == first.search["training.entropy_coeff"]
+    for key in ("num_samples", "scheduler", "metric", "seed"):
+        assert getattr(rmc.file, key) == getattr(lstm.file, key)
+    assert rmc.file.scheduler.grace_frames == 300_000 > first.file.scheduler.grace_frames
+    assert rmc.settings.training.grad_clip == lstm.settings.training.grad_clip == 1.0
+    assert rmc.settings.stop == lstm.settings.stop == first.settings.stop
+    assert rmc.settings.model.coupled_gates and lstm.settings.model.hidden_size == 72
+
+
 def _parameters(settings: RunSettings) -> int:
     import gymnasium as gym
 

@@ -124,7 +124,7 @@ def test_sweeps_on_the_tuned_configs_pin_the_settings_of_their_tables(path):
     its step size and clip are its own, not the base file's."""
     fixed = yaml.safe_load(path.read_text())["set"]
     assert "training.lr" in fixed and "training.grad_clip" in fixed
-    clip = 1.0 if ("grad_clip" in path.name or "paper" in path.name) else 40.0
+    clip = 1.0 if any(k in path.name for k in ("grad_clip", "paper", "warmup")) else 40.0
     assert load_sweep(path).settings.training.grad_clip == clip
 
 

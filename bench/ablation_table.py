@@ -9,6 +9,10 @@ spread, the forget gate.
     python bench/ablation_table.py rmc=runs/a lstm=runs/b
     python bench/ablation_table.py --records bench/records/rmc_ablations   # every CSV there
     python bench/ablation_table.py --records bench/records/viewport_long --plot curves.png
+    python bench/ablation_table.py --records bench/records/viewport_long --frames 2000000
+
+``--frames N`` reads each run only up to N frames (the first 2M of a 5M run, to set it beside
+2M runs).
 
 ``--plot FILE`` also draws every variant's return curves: each seed thin, their mean (over the
 frames all seeds reached) thick.
@@ -36,6 +40,25 @@ def _csv(path: Path) -> Path:
     return path if path.suffix == ".csv" else path / "progress.csv"
 
 
+def _rows(path: Path, frames: int | None = None) -> list[dict]:
+    """The run's ``progress.csv`` rows, up to ``frames`` env steps when given."""
+    with _csv(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if frames is not None:
+        rows = [r for r in rows if float(r["env_steps"]) <= frames]
+    if not rows:
+        raise SystemExit(f"{path}: no rows" + (f" up to {frames:,} frames" if frames else ""))
+    return rows
+
+
+def _returns(rows: list[dict]) -> tuple[list[int], list[float]]:
+    """(env steps, episode_return_mean) of the rows that have a return (as ``read_returns``)."""
+    kept = [r for r in rows if r.get("episode_return_mean")]
+    return [int(float(r["env_steps"])) for r in kept], [
+        float(r["episode_return_mean"]) for r in kept
+    ]
+
+
 def _variant(name: str) -> tuple[str, str] | None:
     """``(variant, seed)`` of a run named ``<variant>-seed<N>...``; None for another name."""
     match = re.match(r"(.*)-seed(\d+)", name)
@@ -57,12 +80,12 @@ def fifths(rows: list[dict], column: str) -> list[float]:
     return out
 
 
-def last20(path: Path) -> float:
+def last20(rows: list[dict]) -> float:
     """The run's mean return over the last 20% of its frames: ``rmc_agents.tune.trial.late_mean``,
     the measure of ``bench/learning.py`` and of every sweep's ``return_last20``."""
-    from rmc_agents.tune.trial import late_mean, read_returns
+    from rmc_agents.tune.trial import late_mean
 
-    return late_mean(*read_returns(_csv(path)))
+    return late_mean(*_returns(rows))
 
 
 def _fmt(x: float, digits: int = 1) -> str:
@@ -71,16 +94,15 @@ def _fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}" if abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
 
 
-def table(runs: list[tuple[str, Path]]) -> str:
+def table(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
     head = ["run", "frames", "last 20%", "per fifth"]
     for name in DIAGNOSTICS:
         head.append(f"{name} first / last fifth")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, path in runs:
-        with _csv(path).open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = _rows(path, frames)
         returns = fifths(rows, "episode_return_mean")
-        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(path))]
+        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(rows))]
         cells.append(" / ".join(_fmt(v, 0) for v in returns))
         for column in DIAGNOSTICS.values():
             if column in rows[0]:
@@ -101,7 +123,7 @@ def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10
     return means[int(cut * draws)], means[min(draws - 1, int((1.0 - cut) * draws))]
 
 
-def groups(runs: list[tuple[str, Path]]) -> str:
+def groups(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
     """Per variant (a run's name without its ``-seedN...`` part): the seeds' last-20% returns,
     their mean and a 95% bootstrap interval of the mean (a repeated seed counts once: its first)."""
     by_group: dict[str, dict[str, float]] = {}
@@ -109,7 +131,8 @@ def groups(runs: list[tuple[str, Path]]) -> str:
         variant = _variant(name)
         if variant is None:
             continue
-        by_group.setdefault(variant[0], {}).setdefault(variant[1], last20(path))
+        if variant[1] not in by_group.setdefault(variant[0], {}):
+            by_group[variant[0]][variant[1]] = last20(_rows(path, frames))
     lines = ["| variant | seeds | last 20% per seed | mean | 95% bootstrap interval |"]
     lines.append("|---|---|---|---|---|")
     for group, seeds in by_group.items():
@@ -123,17 +146,15 @@ def groups(runs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[tuple[str, Path]], out: Path, title: str) -> None:
+def plot(runs: list[tuple[str, Path]], out: Path, title: str, frames: int | None = None) -> None:
     """Return curves per variant (grouped as in :func:`groups`): seeds thin, their mean thick."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seed_curves import draw
 
-    from rmc_agents.tune.trial import read_returns
-
     curves: dict[str, list[tuple[list[int], list[float]]]] = {}
     for name, path in runs:
         variant = _variant(name)
-        curves.setdefault(variant[0] if variant else name, []).append(read_returns(_csv(path)))
+        curves.setdefault(variant[0] if variant else name, []).append(_returns(_rows(path, frames)))
     draw(curves, out, title)
 
 
@@ -143,6 +164,7 @@ def main() -> None:
     p.add_argument("--records", help="a folder of CSV files: one row each, named by the file")
     p.add_argument("--plot", type=Path, help="also draw the return curves into this PNG file")
     p.add_argument("--title", default="", help="the plot's title")
+    p.add_argument("--frames", type=int, help="read each run only up to this many frames")
     args = p.parse_args()
     runs = []
     for item in args.runs:
@@ -152,11 +174,11 @@ def main() -> None:
         runs += [(f.stem, f) for f in sorted(Path(args.records).glob("*.csv"))]
     if not runs:
         p.error("give NAME=PATH runs or --records")
-    print(table(runs))
+    print(table(runs, args.frames))
     print()
-    print(groups(runs))
+    print(groups(runs, args.frames))
     if args.plot:
-        plot(runs, args.plot, args.title)
+        plot(runs, args.plot, args.title, args.frames)
 
 
 if __name__ == "__main__":

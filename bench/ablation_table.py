@@ -51,14 +51,6 @@ def _rows(path: Path, frames: int | None = None) -> list[dict]:
     return rows
 
 
-def _returns(rows: list[dict]) -> tuple[list[int], list[float]]:
-    """(env steps, episode_return_mean) of the rows that have a return (as ``read_returns``)."""
-    kept = [r for r in rows if r.get("episode_return_mean")]
-    return [int(float(r["env_steps"])) for r in kept], [
-        float(r["episode_return_mean"]) for r in kept
-    ]
-
-
 def _variant(name: str) -> tuple[str, str] | None:
     """``(variant, seed)`` of a run named ``<variant>-seed<N>...``; None for another name."""
     match = re.match(r"(.*)-seed(\d+)", name)
@@ -83,9 +75,9 @@ def fifths(rows: list[dict], column: str) -> list[float]:
 def last20(rows: list[dict]) -> float:
     """The run's mean return over the last 20% of its frames: ``rmc_agents.tune.trial.late_mean``,
     the measure of ``bench/learning.py`` and of every sweep's ``return_last20``."""
-    from rmc_agents.tune.trial import late_mean
+    from rmc_agents.tune.trial import late_mean, returns_of_rows
 
-    return late_mean(*_returns(rows))
+    return late_mean(*returns_of_rows(rows))
 
 
 def _fmt(x: float, digits: int = 1) -> str:
@@ -151,10 +143,14 @@ def plot(runs: list[tuple[str, Path]], out: Path, title: str, frames: int | None
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seed_curves import draw
 
+    from rmc_agents.tune.trial import returns_of_rows
+
     curves: dict[str, list[tuple[list[int], list[float]]]] = {}
     for name, path in runs:
         variant = _variant(name)
-        curves.setdefault(variant[0] if variant else name, []).append(_returns(_rows(path, frames)))
+        curves.setdefault(variant[0] if variant else name, []).append(
+            returns_of_rows(_rows(path, frames))
+        )
     draw(curves, out, title)
 
 

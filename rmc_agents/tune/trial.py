@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,20 @@ def late_mean(steps: list[int], returns: list[float], fraction: float = LATE_FRA
 
 def read_returns(progress_csv: Path) -> tuple[list[int], list[float]]:
     """The (env steps, episode_return_mean) of the ``progress.csv`` rows that have a return."""
+    if not progress_csv.is_file():
+        return [], []
+    with progress_csv.open(newline="") as f:
+        return returns_of_rows(csv.DictReader(f))
+
+
+def returns_of_rows(rows: Iterable[Mapping[str, str]]) -> tuple[list[int], list[float]]:
+    """(env steps, episode_return_mean) of the ``progress.csv`` rows given that have a return."""
     steps: list[int] = []
     returns: list[float] = []
-    if not progress_csv.is_file():
-        return steps, returns
-    with progress_csv.open(newline="") as f:
-        for row in csv.DictReader(f):
-            if row.get("episode_return_mean"):
-                steps.append(int(float(row["env_steps"])))
-                returns.append(float(row["episode_return_mean"]))
+    for row in rows:
+        if row.get("episode_return_mean"):
+            steps.append(int(float(row["env_steps"])))
+            returns.append(float(row["episode_return_mean"]))
     return steps, returns
 
 

@@ -62,3 +62,99 @@ def test_the_ablation_table_reads_runs_up_to_a_frame_budget(tmp_path):
     assert any(line.startswith("| rmc-seed1 | 500 | 4.5 |") for line in lines)
     proc = subprocess.run(command + ["--frames", "50"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no rows up to 50 frames" in proc.stderr
+
+
+def _fake_sweep(root: Path, trials: dict[str, tuple[dict, str]]) -> Path:
+    """A sweep output folder: trial id -> (its config.yaml settings, summary's stopped_because)."""
+    import json
+
+    import yaml
+
+    output = root / "sweep"
+    for trial_id, (config, stopped) in trials.items():
+        folder = output / "trials" / trial_id
+        folder.mkdir(parents=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        (folder / "progress.csv").write_text(
+            f"env_steps,episode_return_mean\n100,{len(trial_id)}\n"
+        )
+        if stopped:
+            (folder / "summary.json").write_text(json.dumps({"stopped_because": stopped}))
+    return output
+
+
+def _sweep_records(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "sweep_records.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_sweep_records_copies_finished_trials_under_names_from_their_settings(tmp_path):
+    env = "popgym:popgym-RepeatFirstEasy-v0"
+    output = _fake_sweep(
+        tmp_path,
+        {
+            "t1": ({"env": env, "seed": 0, "model": {"core": "rmc"}}, "timesteps 300000 reached"),
+            "t22": ({"env": env, "seed": 1, "model": {"core": "rmc"}}, "timesteps 300000 reached"),
+            "t333": ({"env": env, "seed": 2, "model": {"core": "rmc"}}, "interrupted"),
+            "t4444": ({"env": env, "seed": 3, "model": {"core": "rmc"}}, ""),
+        },
+    )
+    records = tmp_path / "records"
+    proc = _sweep_records(output, "--records", records, "--name", "{env}-{model.core}-seed{seed}")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in records.iterdir()) == [
+        "popgym-RepeatFirstEasy-v0-rmc-seed0.csv",
+        "popgym-RepeatFirstEasy-v0-rmc-seed1.csv",
+    ]
+    # each record is its trial's curve, byte for byte
+    assert (records / "popgym-RepeatFirstEasy-v0-rmc-seed1.csv").read_text().endswith("100,3\n")
+    assert "t333 (not finished" in proc.stderr and "t4444 (not finished" in proc.stderr
+    # run again: nothing changes; --partial adds the two that did not finish
+    assert (
+        "already there"
+        in _sweep_records(
+            output, "--records", records, "--name", "{env}-{model.core}-seed{seed}"
+        ).stdout
+    )
+    proc = _sweep_records(
+        output, "--records", records, "--name", "{env}-{model.core}-seed{seed}", "--partial"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(records.iterdir())) == 4
+
+
+def test_sweep_records_refuses_clashes_and_unknown_fields_before_writing(tmp_path):
+    done = "timesteps 1000 reached"
+    output = _fake_sweep(
+        tmp_path,
+        {"a": ({"seed": 1, "env": "X-v0"}, done), "bb": ({"seed": 1, "env": "Y-v0"}, done)},
+    )
+    records = tmp_path / "records"
+    # two trials, one name: an error naming both, and no file written
+    proc = _sweep_records(output, "--records", records, "--name", "rmc-seed{seed}")
+    assert proc.returncode == 1
+    assert "two trials get the record name rmc-seed1.csv: a and bb" in proc.stderr
+    assert not records.exists()
+    # a field the settings do not have
+    proc = _sweep_records(output, "--records", records, "--name", "{model.core}-seed{seed}")
+    assert proc.returncode == 1 and "no setting model.core" in proc.stderr
+    # a name with no field at all
+    proc = _sweep_records(output, "--records", records, "--name", "rmc")
+    assert proc.returncode == 2 and "no {field}" in proc.stderr
+    # an existing record with other contents is kept unless --overwrite
+    records.mkdir()
+    (records / "X-v0-seed1.csv").write_text("mine\n")
+    proc = _sweep_records(output, "--records", records, "--name", "{env}-seed{seed}")
+    assert proc.returncode == 1 and "X-v0-seed1.csv" in proc.stderr
+    assert (records / "X-v0-seed1.csv").read_text() == "mine\n"
+    assert not (records / "Y-v0-seed1.csv").exists()
+    proc = _sweep_records(output, "--records", records, "--name", "{env}-seed{seed}", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert (records / "X-v0-seed1.csv").read_text().endswith("100,1\n")
+    # not a sweep folder
+    proc = _sweep_records(tmp_path / "nowhere", "--records", records, "--name", "{seed}")
+    assert proc.returncode == 1 and "no trials/" in proc.stderr

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from rmc_agents.config import parse_set_items
 from rmc_agents.tune.sweep import Sweep, load_sweep
 
 __all__ = ["main", "parse_args"]
@@ -59,6 +62,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the sweep's directory (default runs/sweeps/<sweep file name>); the same command "
         "again continues the sweep there",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix a setting for every trial, on top of the file's set: (repeatable; replaces a "
+        "searched key's search), e.g. --set stop.timesteps=5000000",
+    )
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=V1[,V2...]",
+        help="run only these values of a grid-searched key (repeatable), e.g. --only seed=3",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the sweep in --output")
     p.add_argument("--num-cpus", type=int, help="CPUs for a Ray started here (default: all)")
     p.add_argument(
@@ -70,6 +88,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--verbose", action="store_true", help="also show Ray's and Ray Tune's own output"
     )
     return p.parse_args(argv)
+
+
+def parse_only_items(items: list[str]) -> dict[str, list[Any]]:
+    """``--only KEY=V1,V2`` strings: each value read as YAML (``3``, ``0.5``, an env id).
+
+    Raises:
+        ConfigError: an item is not ``KEY=VALUES``.
+    """
+    from rmc_agents.config import ConfigError
+
+    only: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ConfigError(f"--only expects KEY=V1[,V2...], got {item!r}")
+        try:
+            values = [yaml.safe_load(part) for part in text.split(",")]
+        except yaml.YAMLError:
+            raise ConfigError(f"--only {key}: cannot read values {text!r}") from None
+        only.setdefault(key.strip(), []).extend(values)
+    return only
 
 
 def _error(message: str) -> int:
@@ -122,6 +161,9 @@ def _make_output(output: Path, sweep: Sweep, resume: bool) -> None:
             shutil.rmtree(output)  # a sweep (check_output) being overwritten
         output.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sweep.path, output / SWEEP_COPY)
+        if sweep.command_line:
+            with (output / SWEEP_COPY).open("a") as f:
+                f.write(f"\n# run with {sweep.command_line}\n")
         (output / SWEEP_MARKER).write_text(sweep.identity_json() + "\n")
 
 
@@ -459,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     from rmc_agents.rl.trainer import TrainingError
 
     try:
-        sweep = load_sweep(args.sweep)
+        sweep = load_sweep(args.sweep, parse_set_items(args.set), parse_only_items(args.only))
         output = Path(args.output or Path("runs") / "sweeps" / sweep.name)
         resume = check_output(output, sweep, args.overwrite)
         _check_env(sweep)

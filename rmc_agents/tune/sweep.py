@@ -158,6 +158,7 @@ class Sweep:
     search: dict[str, Distribution]
     data: dict[str, Any] = field(default_factory=dict)  # the sweep file as read
     base_data: Any = None  # the base file as read
+    command_line: str = ""  # the --set and --only items applied to the file, as typed
 
     @property
     def name(self) -> str:
@@ -194,8 +195,17 @@ def trial_settings(
     return apply_overrides(settings, plain, source=source, skip_none=False)
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(
+    path: str | Path,
+    set_items: Mapping[str, Any] | None = None,
+    only: Mapping[str, list[Any]] | None = None,
+) -> Sweep:
     """Read and check a sweep file.
+
+    ``set_items`` (``python -m rmc_agents.tune --set``) are added to the file's ``set`` (replacing
+    its value of a key, or the search of a key the file searches); ``only`` (``--only``) keeps of a
+    grid-searched key the values given, each of which must be in the file's grid. Both become part
+    of the sweep as read (its :meth:`Sweep.identity`), so a resume compares them too.
 
     Raises:
         ConfigError: the file is missing or not YAML, a key of it is unknown or of the wrong type,
@@ -203,7 +213,7 @@ def load_sweep(path: str | Path) -> Sweep:
             the search can give is refused by the settings; the message names the key.
     """
     path = Path(path)
-    data = read_mapping(path, "sweep file")
+    data = _with_command_line(read_mapping(path, "sweep file"), set_items or {}, only or {}, path)
     file = config_from_dict(SweepFile, data, source=str(path))
     base_path = _find_base(file.base, path)
     settings = load_config(RunSettings, base_path)
@@ -232,7 +242,61 @@ def load_sweep(path: str | Path) -> Sweep:
         search=search,
         data=data,
         base_data=base_data,
+        command_line=_command_line_text(set_items or {}, only or {}),
     )
+
+
+def _command_line_text(set_items: Mapping[str, Any], only: Mapping[str, list[Any]]) -> str:
+    parts = [f"--set {k}={json.dumps(v)}" for k, v in set_items.items()]
+    parts += [f"--only {k}={','.join(map(str, v))}" for k, v in only.items()]
+    return " ".join(parts)
+
+
+def _with_command_line(
+    data: dict[str, Any], set_items: Mapping[str, Any], only: Mapping[str, list[Any]], path: Path
+) -> dict[str, Any]:
+    """The sweep file's ``data`` with ``--set`` items and ``--only`` grids applied."""
+    if not set_items and not only:
+        return data
+    data = dict(data)
+    fixed = dict(data.get("set") or {}) if isinstance(data.get("set"), Mapping) else data.get("set")
+    search = data.get("search")
+    search = dict(search) if isinstance(search, Mapping) else search
+    if set_items:
+        if not isinstance(fixed, dict):
+            fixed = {}
+        for key, value in set_items.items():
+            _check_key_text(key, "--set")
+            fixed[key] = value
+            if isinstance(search, dict) and key in search:
+                del search[key]
+                if not search:
+                    raise ConfigError(
+                        f"--set {key}: {key} is the only key {path} searches, and a sweep "
+                        f"searches at least one (to run some values of its grid: --only "
+                        f"{key}=VALUE)"
+                    )
+        data["set"] = fixed
+    for key, values in only.items():
+        spec = search.get(key) if isinstance(search, dict) else None
+        grid = spec.get("grid") if isinstance(spec, Mapping) else None
+        if not isinstance(grid, list):
+            searched = ", ".join(
+                k for k, v in (search or {}).items() if isinstance(v, Mapping) and "grid" in v
+            )
+            raise ConfigError(
+                f"--only {key}: {path} does not search {key} by grid (its grid keys: "
+                f"{searched or 'none'})"
+            )
+        missing = [v for v in values if v not in grid]
+        if missing:
+            raise ConfigError(
+                f"--only {key}: {', '.join(map(repr, missing))} not in the sweep's grid {grid!r}"
+            )
+        search[key] = {"grid": [v for v in grid if v in values]}
+    if search is not None:
+        data["search"] = search
+    return data
 
 
 def _find_base(base: str | None, sweep_path: Path) -> Path | None:

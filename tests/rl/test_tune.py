@@ -245,6 +245,65 @@ def test_another_sweep_file_in_an_existing_sweep_is_refused(tmp_path, capsys):
     assert cli.check_output(out, load_sweep(same), overwrite=False) is True
 
 
+GRID_SWEEP = (
+    "set:\n  stop.timesteps: 2000\n"
+    "search:\n  seed: {grid: [1, 2, 3]}\n  env: {grid: [CartPole-v1, 'popgym:popgym-RepeatFirstEasy-v0']}\n"
+)
+
+
+def test_the_command_line_narrows_a_grid_and_fixes_settings(tmp_path):
+    path = _sweep_file(tmp_path, GRID_SWEEP)
+    whole = load_sweep(path)
+    assert whole.num_trials == 6 and whole.settings.stop.timesteps == 2000
+    some = load_sweep(
+        path,
+        set_items={"stop.timesteps": 5000, "training.lr": 1e-3},
+        only=cli.parse_only_items(["seed=3,1", "env=popgym:popgym-RepeatFirstEasy-v0"]),
+    )
+    # the grid keeps its own order; the settings take the command line's values
+    assert some.search["seed"].values == (1, 3)
+    assert some.search["env"].values == ("popgym:popgym-RepeatFirstEasy-v0",)
+    assert some.num_trials == 2
+    assert some.settings.stop.timesteps == 5000 and some.settings.training.lr == 1e-3
+    assert some.command_line == (
+        "--set stop.timesteps=5000 --set training.lr=0.001 "
+        "--only seed=3,1 --only env=popgym:popgym-RepeatFirstEasy-v0"
+    )
+    # a different sweep to a resume: its output is not continued by the whole file
+    assert some.identity() != whole.identity()
+    out = tmp_path / "out"
+    cli._make_output(out, some, resume=False)
+    assert cli.check_output(out, some, overwrite=False) is True
+    with pytest.raises(cli.SweepError, match="differs in: search, set"):
+        cli.check_output(out, whole, overwrite=False)
+    assert "# run with --set stop.timesteps=5000" in (out / "sweep.yaml").read_text()
+    # --set of a searched key replaces its search
+    fixed = load_sweep(path, set_items={"seed": 7})
+    assert "seed" not in fixed.search and fixed.settings.seed == 7 and fixed.num_trials == 2
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--only", "seed=4"], "--only seed: 4 not in the sweep's grid [1, 2, 3]"),
+        (
+            ["--only", "training.lr=0.1"],
+            "does not search training.lr by grid (its grid keys: seed, env)",
+        ),
+        (["--only", "seed"], "--only expects KEY=V1[,V2...], got 'seed'"),
+        (["--set", "stop.timestepz=5"], "unknown config key 'stop.timestepz'"),
+        (["--set", "seed=1", "--set", "env=CartPole-v1"], "--set env: env is the only key"),
+    ],
+)
+def test_bad_command_line_overrides_are_one_error(tmp_path, capsys, args, expected):
+    path = _sweep_file(tmp_path, GRID_SWEEP)
+    out = tmp_path / "out"
+    assert cli.main([str(path), "--output", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert not out.exists()
+
+
 def test_late_mean_is_bench_learning_measure():
     from bench.learning import late_mean as bench_late_mean
 

@@ -9,6 +9,12 @@ mean and range over seeds, goes to ``<out>/table.md`` and ``<out>/results.json``
     python bench/popgym_table.py --frames 100000 --seeds 0,1 --out results/popgym
     python bench/popgym_table.py --envs RepeatFirstEasy --models rmc,lstm --frames 20000 --seeds 0
     python bench/popgym_table.py --report-only --out results/popgym   # tabulate what is there
+    python bench/popgym_table.py --records bench/records/popgym_sized --models rmc,lstm,gru
+
+``--records DIR`` tabulates a folder of run curves instead (no training, no POPGym needed): files
+``popgym-<Env>-v0-<model>-seed<N>.csv``, as ``bench/sweep_records.py --name
+'{env}-<model>-seed{seed}'`` names a sweep's trials. Below the table it counts the envs where the
+first model's mean is at or above the best mean of the others.
 
 Every run takes ``--config`` (default ``configs/popgym.yaml``: PPO, 64 envs x 20 steps a batch, 10
 passes in two minibatches); ``--algo`` overrides its algorithm, ``--set KEY=VALUE`` any setting.
@@ -18,7 +24,10 @@ Runs are kept per (env, model, seed), so a longer seed list later adds to the sa
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
+import re
 import statistics
 import subprocess
 import sys
@@ -46,7 +55,10 @@ def main() -> int:
     p.add_argument("--report-only", action="store_true", help="only tabulate the runs in --out")
     p.add_argument("--out", default="results/popgym")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--records", type=Path, help="tabulate the run curves in this folder instead")
     args = p.parse_args()
+    if args.records is not None:
+        return report_records(args.records, args.models.split(","), args.envs.split(","))
     try:
         import popgym  # noqa: F401
     except ImportError:
@@ -107,6 +119,75 @@ def main() -> int:
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(rows, indent=2))
+    print("\n".join(lines))
+    return 0
+
+
+RECORD = re.compile(r"^popgym-(?P<env>[A-Za-z]+)-v0-(?P<model>[a-z0-9_]+)-seed(?P<seed>\d+)\.csv$")
+
+
+def mmer(path: Path) -> tuple[float, int]:
+    """POPGym's measure of one run, the best logged running mean of its episode returns, and the
+    env steps the run reached."""
+    best, steps = -math.inf, 0
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            steps = max(steps, int(float(row["env_steps"])))
+            text = row.get("episode_return_mean", "")
+            if text not in ("", "nan"):
+                best = max(best, float(text))
+    return best, steps
+
+
+def report_records(records: Path, models: list[str], envs: list[str]) -> int:
+    """The MMER table of the curves in ``records`` (see the module's docstring)."""
+    if not records.is_dir():
+        print(f"error: --records {records}: not a folder", file=sys.stderr)
+        return 1
+    runs: dict[tuple[str, str], list[tuple[int, float, int]]] = {}
+    for path in sorted(records.glob("*.csv")):
+        match = RECORD.match(path.name)
+        if match is None:
+            print(f"error: {path}: not named popgym-<Env>-v0-<model>-seed<N>.csv", file=sys.stderr)
+            return 1
+        best, steps = mmer(path)
+        key = (match["env"], match["model"])
+        runs.setdefault(key, []).append((int(match["seed"]), best, steps))
+    if not runs:
+        print(f"error: --records {records}: no CSV files", file=sys.stderr)
+        return 1
+    envs = [e for e in envs if any(k[0] == e for k in runs)]
+    steps = sorted({s for found in runs.values() for _, _, s in found})
+    lines = [
+        "MMER (max mean episode return: the best logged running mean of a run), "
+        f"{steps[0]:,}-{steps[-1]:,} env steps per run; mean (min to max) over the seeds listed",
+        "",
+        "| env | " + " | ".join(models) + " |",
+        "|---|" + "---:|" * len(models),
+    ]
+    means: dict[tuple[str, str], float] = {}
+    for env in envs:
+        cells = []
+        for model in models:
+            found = sorted(runs.get((env, model), []))
+            if not found:
+                cells.append("-")
+                continue
+            best = [b for _, b, _ in found]
+            means[env, model] = statistics.mean(best)
+            spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
+            seeds = ",".join(str(seed) for seed, _, _ in found)
+            cells.append(f"{means[env, model]:.2f}{spread} [seeds {seeds}]")
+        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    first, others = models[0], models[1:]
+    compared = [e for e in envs if (e, first) in means and all((e, m) in means for m in others)]
+    if others and compared:
+        ahead = [e for e in compared if means[e, first] >= max(means[e, m] for m in others)]
+        lines += [
+            "",
+            f"{first} at or above the best of {', '.join(others)}: {len(ahead)} of "
+            f"{len(compared)} envs ({', '.join(ahead) or 'none'})",
+        ]
     print("\n".join(lines))
     return 0
 

@@ -158,3 +158,48 @@ def test_sweep_records_refuses_clashes_and_unknown_fields_before_writing(tmp_pat
     # not a sweep folder
     proc = _sweep_records(tmp_path / "nowhere", "--records", records, "--name", "{seed}")
     assert proc.returncode == 1 and "no trials/" in proc.stderr
+
+
+def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    curves = {  # running means per iteration; the MMER is their maximum
+        "popgym-RepeatFirstEasy-v0-rmc-seed0": [-0.5, 0.9, 0.8],
+        "popgym-RepeatFirstEasy-v0-rmc-seed1": [-0.5, 0.7, 0.6],
+        "popgym-RepeatFirstEasy-v0-lstm-seed0": [-0.5, 0.2, ""],
+        "popgym-RepeatFirstEasy-v0-gru-seed0": [-0.5, 0.4, 0.5],
+        "popgym-HigherLowerEasy-v0-rmc-seed0": [0.1, 0.3],
+        "popgym-HigherLowerEasy-v0-lstm-seed0": [0.4, 0.5],
+        "popgym-HigherLowerEasy-v0-gru-seed0": [0.2, 0.45],
+    }
+    for name, means in curves.items():
+        rows = ["env_steps,episode_return_mean"]
+        rows += [f"{100 * (i + 1)},{m}" for i, m in enumerate(means)]
+        (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
+        + ["--models", "rmc,lstm,gru"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert (
+        "| RepeatFirstEasy | 0.80 (0.70 to 0.90) [seeds 0,1] | 0.20 [seeds 0] | 0.50 [seeds 0] |"
+        in lines
+    )
+    assert "| HigherLowerEasy | 0.30 [seeds 0] | 0.50 [seeds 0] | 0.45 [seeds 0] |" in lines
+    assert lines[-1] == "rmc at or above the best of lstm, gru: 1 of 2 envs (RepeatFirstEasy)"
+    # a file not named as a record is an error naming it
+    (records / "notes.csv").write_text("x\n")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        proc.returncode == 1
+        and "notes.csv: not named popgym-<Env>-v0-<model>-seed<N>.csv" in proc.stderr
+    )

@@ -46,8 +46,15 @@ HERE = Path(__file__).resolve().parent
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--envs", default=",".join(ENVS), help="POPGym env names without prefix")
-    p.add_argument("--models", default="rmc,lstm,gru,dnc,mlp")
+    p.add_argument(
+        "--envs",
+        help="POPGym env names without prefix (default: the six Easy envs; with "
+        "--records: those found there)",
+    )
+    p.add_argument(
+        "--models",
+        help="default rmc,lstm,gru,dnc,mlp (with --records: those found there, rmc first)",
+    )
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--frames", type=int, default=300_000, help="env steps per run")
     p.add_argument("--config", default=str(HERE.parent / "configs" / "popgym.yaml"))
@@ -58,7 +65,9 @@ def main() -> int:
     p.add_argument("--records", type=Path, help="tabulate the run curves in this folder instead")
     args = p.parse_args()
     if args.records is not None:
-        return report_records(args.records, args.models.split(","), args.envs.split(","))
+        return report_records(args.records, _names(args.models), _names(args.envs))
+    args.envs = args.envs or ",".join(ENVS)
+    args.models = args.models or "rmc,lstm,gru,dnc,mlp"
     try:
         import popgym  # noqa: F401
     except ImportError:
@@ -133,13 +142,17 @@ def mmer(path: Path) -> tuple[float, int]:
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             steps = max(steps, int(float(row["env_steps"])))
-            text = row.get("episode_return_mean", "")
-            if text not in ("", "nan"):
+            text = row.get("episode_return_mean") or ""
+            if text.strip() and not math.isnan(float(text)):
                 best = max(best, float(text))
     return best, steps
 
 
-def report_records(records: Path, models: list[str], envs: list[str]) -> int:
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def report_records(records: Path, models: list[str] | None, envs: list[str] | None) -> int:
     """The MMER table of the curves in ``records`` (see the module's docstring)."""
     if not records.is_dir():
         print(f"error: --records {records}: not a folder", file=sys.stderr)
@@ -150,12 +163,27 @@ def report_records(records: Path, models: list[str], envs: list[str]) -> int:
         if match is None:
             print(f"error: {path}: not named popgym-<Env>-v0-<model>-seed<N>.csv", file=sys.stderr)
             return 1
-        best, steps = mmer(path)
+        try:
+            best, steps = mmer(path)
+        except (KeyError, ValueError) as exc:
+            print(f"error: {path}: not a run's progress.csv ({exc!r})", file=sys.stderr)
+            return 1
+        if best == -math.inf:
+            print(f"left out {path.name}: no episode_return_mean logged", file=sys.stderr)
+            continue
         key = (match["env"], match["model"])
         runs.setdefault(key, []).append((int(match["seed"]), best, steps))
     if not runs:
-        print(f"error: --records {records}: no CSV files", file=sys.stderr)
+        print(f"error: --records {records}: no run with returns in it", file=sys.stderr)
         return 1
+    found_envs = sorted(
+        {e for e, _ in runs}, key=lambda e: (e not in ENVS, ENVS.index(e) if e in ENVS else 0, e)
+    )
+    found_models = sorted({m for _, m in runs}, key=lambda m: (m != "rmc", m))
+    envs, models = envs or found_envs, models or found_models
+    left = sorted({k for k in runs if k[0] not in envs or k[1] not in models})
+    for env, model in left:
+        print(f"left out {env} / {model}: not in --envs / --models", file=sys.stderr)
     envs = [e for e in envs if any(k[0] == e for k in runs)]
     steps = sorted({s for found in runs.values() for _, _, s in found})
     lines = [

@@ -72,6 +72,20 @@ def fill(template: str, config: dict, where: str) -> str:
     return name if name.endswith(".csv") else name + ".csv"
 
 
+def check_template(template: str) -> str | None:
+    """Why ``template`` cannot name a record file (None when it can)."""
+    if not FIELD.search(template):
+        return (
+            "--name has no {field}: every trial would get the same file name (e.g. rmc-seed{seed})"
+        )
+    rest = FIELD.sub("", template)
+    if "{" in rest or "}" in rest:
+        return f"--name {template!r}: a brace that is not a {{dotted.key}} field"
+    if "/" in template or "\\" in template or template.startswith("."):
+        return f"--name {template!r}: a file name, not a path (the folder is --records)"
+    return None
+
+
 def finished(trial: Path) -> bool:
     """True when the trial's run ended by its own stop criterion (frames or time), not by a kill
     or by the sweep's scheduler (the trainer's ``summary.json`` says which)."""
@@ -120,6 +134,9 @@ def plan(output: Path, records: Path, template: str, partial: bool) -> list[tupl
 
 def copy(pairs: list[tuple[Path, Path]], overwrite: bool) -> list[str]:
     """Copy each pair, refusing (before writing any) to replace a different existing record."""
+    folders = [t for _, t in pairs if t.is_dir()]
+    if folders:
+        raise RecordsError(f"{folders[0]}: a folder where a record would go")
     clashes = [
         t for s, t in pairs if t.exists() and t.read_bytes() != s.read_bytes() and not overwrite
     ]
@@ -156,12 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--partial", action="store_true", help="also copy trials that did not finish")
     p.add_argument("--overwrite", action="store_true", help="replace records with other contents")
     args = p.parse_args(argv)
-    if not FIELD.search(args.name):
-        print(
-            "error: --name has no {field}: every trial would get the same file name "
-            "(e.g. --name rmc-seed{seed})",
-            file=sys.stderr,
-        )
+    problem = check_template(args.name)
+    if problem is None and args.records.exists() and not args.records.is_dir():
+        problem = f"--records {args.records}: a file, not a folder"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         pairs = plan(args.output, args.records, args.name, args.partial)
@@ -170,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))
-    print(json.dumps({"copied": len(lines), "records": str(args.records)}))
+    copied = sum(not line.endswith("(already there)") for line in lines)
+    print(
+        json.dumps(
+            {"copied": copied, "already_there": len(lines) - copied, "records": str(args.records)}
+        )
+    )
     return 0
 
 

@@ -142,9 +142,14 @@ def test_sweep_records_refuses_clashes_and_unknown_fields_before_writing(tmp_pat
     # a field the settings do not have
     proc = _sweep_records(output, "--records", records, "--name", "{model.core}-seed{seed}")
     assert proc.returncode == 1 and "no setting model.core" in proc.stderr
-    # a name with no field at all
+    # a name with no field at all, a brace that is no field, a path instead of a name
     proc = _sweep_records(output, "--records", records, "--name", "rmc")
     assert proc.returncode == 2 and "no {field}" in proc.stderr
+    proc = _sweep_records(output, "--records", records, "--name", "{model-core}-{seed}")
+    assert proc.returncode == 2 and "a brace that is not a {dotted.key} field" in proc.stderr
+    proc = _sweep_records(output, "--records", records, "--name", "../{env}-{seed}")
+    assert proc.returncode == 2 and "a file name, not a path" in proc.stderr
+    assert not (tmp_path / "X-v0-1.csv").exists()
     # an existing record with other contents is kept unless --overwrite
     records.mkdir()
     (records / "X-v0-seed1.csv").write_text("mine\n")
@@ -191,6 +196,28 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
     )
     assert "| HigherLowerEasy | 0.30 [seeds 0] | 0.50 [seeds 0] | 0.45 [seeds 0] |" in lines
     assert lines[-1] == "rmc at or above the best of lstm, gru: 1 of 2 envs (RepeatFirstEasy)"
+    # without --models and --envs: every model and env found, the RMC first
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "| env | rmc | gru | lstm |" in proc.stdout.splitlines()
+    assert proc.stdout.splitlines()[-1].startswith("rmc at or above the best of gru, lstm: 1 of 2")
+    # a run that logged no return is left out, and says so
+    (records / "popgym-HigherLowerEasy-v0-gru-seed1.csv").write_text(
+        "env_steps,episode_return_mean\n100,nan\n200,\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "left out popgym-HigherLowerEasy-v0-gru-seed1.csv" in proc.stderr
+    assert "| HigherLowerEasy | 0.30 [seeds 0] | 0.45 [seeds 0] | 0.50 [seeds 0] |" in proc.stdout
     # a file not named as a record is an error naming it
     (records / "notes.csv").write_text("x\n")
     proc = subprocess.run(

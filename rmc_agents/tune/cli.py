@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -75,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=V1[,V2...]",
-        help="run only these values of a grid-searched key (repeatable), e.g. --only seed=3",
+        help="run only these values of a grid-searched key (repeatable; values split at commas), "
+        "e.g. --only seed=3",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the sweep in --output")
     p.add_argument("--num-cpus", type=int, help="CPUs for a Ray started here (default: all)")
@@ -501,7 +503,14 @@ def main(argv: list[str] | None = None) -> int:
     from rmc_agents.rl.trainer import TrainingError
 
     try:
-        sweep = load_sweep(args.sweep, parse_set_items(args.set), parse_only_items(args.only))
+        typed = [f"--set {shlex.quote(item)}" for item in args.set]
+        typed += [f"--only {shlex.quote(item)}" for item in args.only]
+        sweep = load_sweep(
+            args.sweep,
+            parse_set_items(args.set),
+            parse_only_items(args.only),
+            command_line=" ".join(typed),
+        )
         output = Path(args.output or Path("runs") / "sweeps" / sweep.name)
         resume = check_output(output, sweep, args.overwrite)
         _check_env(sweep)

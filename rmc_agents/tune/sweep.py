@@ -28,6 +28,8 @@ import difflib
 import itertools
 import json
 import math
+import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,13 +201,15 @@ def load_sweep(
     path: str | Path,
     set_items: Mapping[str, Any] | None = None,
     only: Mapping[str, list[Any]] | None = None,
+    command_line: str | None = None,
 ) -> Sweep:
     """Read and check a sweep file.
 
     ``set_items`` (``python -m rmc_agents.tune --set``) are added to the file's ``set`` (replacing
     its value of a key, or the search of a key the file searches); ``only`` (``--only``) keeps of a
     grid-searched key the values given, each of which must be in the file's grid. Both become part
-    of the sweep as read (its :meth:`Sweep.identity`), so a resume compares them too.
+    of the sweep as read (its :meth:`Sweep.identity`), so a resume compares them too;
+    ``command_line`` is how they were typed (for the copy of the sweep file in its output).
 
     Raises:
         ConfigError: the file is missing or not YAML, a key of it is unknown or of the wrong type,
@@ -242,60 +246,88 @@ def load_sweep(
         search=search,
         data=data,
         base_data=base_data,
-        command_line=_command_line_text(set_items or {}, only or {}),
+        command_line=(
+            command_line
+            if command_line is not None
+            else _command_line_text(set_items or {}, only or {})
+        ),
     )
 
 
 def _command_line_text(set_items: Mapping[str, Any], only: Mapping[str, list[Any]]) -> str:
-    parts = [f"--set {k}={json.dumps(v)}" for k, v in set_items.items()]
-    parts += [f"--only {k}={','.join(map(str, v))}" for k, v in only.items()]
+    parts = [
+        f"--set {shlex.quote(k + '=' + json.dumps(v, separators=(',', ':')))}"
+        for k, v in set_items.items()
+    ]
+    parts += [f"--only {shlex.quote(k + '=' + ','.join(map(str, v)))}" for k, v in only.items()]
     return " ".join(parts)
+
+
+#: A number in exponent form without a dot (``1e-3``), which YAML reads as text.
+_EXPONENT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _plain(value: Any) -> Any:
+    """A value from the command line as the settings read it: ``1e-3`` as the number 0.001."""
+    if isinstance(value, str) and _EXPONENT.match(value.strip()):
+        return float(value)
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether a grid value and a value given on the command line are the same setting: numbers
+    compare by value (``1.0e-3`` and ``0.001``; ``3`` and ``3.0``), a bool only with a bool."""
+    a, b = _plain(a), _plain(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return type(a) is type(b) and a == b
 
 
 def _with_command_line(
     data: dict[str, Any], set_items: Mapping[str, Any], only: Mapping[str, list[Any]], path: Path
 ) -> dict[str, Any]:
-    """The sweep file's ``data`` with ``--set`` items and ``--only`` grids applied."""
-    if not set_items and not only:
+    """The sweep file's ``data`` with ``--set`` items and ``--only`` grids applied (a ``set`` or
+    ``search`` that is not a mapping is left as it is, for the file's own check to name)."""
+    fixed, search = data.get("set", {}), data.get("search")
+    if not (set_items or only) or not isinstance(search, Mapping):
         return data
-    data = dict(data)
-    fixed = dict(data.get("set") or {}) if isinstance(data.get("set"), Mapping) else data.get("set")
-    search = data.get("search")
-    search = dict(search) if isinstance(search, Mapping) else search
+    if fixed is not None and not isinstance(fixed, Mapping):
+        return data
+    data, fixed, search = dict(data), dict(fixed or {}), dict(search)
+    for key, value in set_items.items():
+        _check_key_text(key, "--set")
+        if key in only:
+            raise ConfigError(f"--set {key} and --only {key}: give one of them")
+        fixed[key] = _plain(value)
+        if key in search:
+            del search[key]
+            if not search:
+                raise ConfigError(
+                    f"--set {key}: {key} is the only key {path} searches, and a sweep searches "
+                    f"at least one (to run some values of its grid: --only {key}=VALUE)"
+                )
     if set_items:
-        if not isinstance(fixed, dict):
-            fixed = {}
-        for key, value in set_items.items():
-            _check_key_text(key, "--set")
-            fixed[key] = value
-            if isinstance(search, dict) and key in search:
-                del search[key]
-                if not search:
-                    raise ConfigError(
-                        f"--set {key}: {key} is the only key {path} searches, and a sweep "
-                        f"searches at least one (to run some values of its grid: --only "
-                        f"{key}=VALUE)"
-                    )
         data["set"] = fixed
     for key, values in only.items():
-        spec = search.get(key) if isinstance(search, dict) else None
+        spec = search.get(key)
         grid = spec.get("grid") if isinstance(spec, Mapping) else None
         if not isinstance(grid, list):
             searched = ", ".join(
-                k for k, v in (search or {}).items() if isinstance(v, Mapping) and "grid" in v
+                k for k, v in search.items() if isinstance(v, Mapping) and "grid" in v
             )
             raise ConfigError(
                 f"--only {key}: {path} does not search {key} by grid (its grid keys: "
                 f"{searched or 'none'})"
             )
-        missing = [v for v in values if v not in grid]
+        missing = [v for v in values if not any(_same(v, g) for g in grid)]
         if missing:
             raise ConfigError(
                 f"--only {key}: {', '.join(map(repr, missing))} not in the sweep's grid {grid!r}"
             )
-        search[key] = {"grid": [v for v in grid if v in values]}
-    if search is not None:
-        data["search"] = search
+        search[key] = {"grid": [g for g in grid if any(_same(v, g) for v in values)]}
+    data["search"] = search
     return data
 
 

@@ -284,6 +284,23 @@ def test_the_command_line_narrows_a_grid_and_fixes_settings(tmp_path):
     assert "seed" not in fixed.search and fixed.settings.seed == 7 and fixed.num_trials == 2
 
 
+def test_command_line_numbers_mean_the_same_however_they_are_typed(tmp_path):
+    path = _sweep_file(
+        tmp_path, "search:\n  training.lr: {grid: [1.0e-3, 3e-4]}\n  seed: {grid: [1, 2]}\n"
+    )
+    # YAML reads 1e-3 (no dot) as text: on the command line and in the grid it is the number
+    for typed in ("1e-3", "0.001", "1.0e-3"):
+        only = cli.parse_only_items([f"training.lr={typed}", "seed=1"])
+        assert load_sweep(path, only=only).search["training.lr"].values == (1e-3,)
+    assert load_sweep(path, only=cli.parse_only_items(["training.lr=0.0003"])).num_trials == 2
+    with pytest.raises(ConfigError, match="True not in the sweep's grid"):
+        load_sweep(path, only=cli.parse_only_items(["seed=true"]))
+    # --set 1e-3 and --set 0.001 are the same sweep to a resume, loaded afresh each time
+    a = load_sweep(path, set_items=cli.parse_set_items(["stop.timesteps=2e3"]))
+    b = load_sweep(path, set_items=cli.parse_set_items(["stop.timesteps=2000.0"]))
+    assert a.settings.stop.timesteps == 2000 and a.identity() == b.identity()
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [
@@ -295,6 +312,7 @@ def test_the_command_line_narrows_a_grid_and_fixes_settings(tmp_path):
         (["--only", "seed"], "--only expects KEY=V1[,V2...], got 'seed'"),
         (["--set", "stop.timestepz=5"], "unknown config key 'stop.timestepz'"),
         (["--set", "seed=1", "--set", "env=CartPole-v1"], "--set env: env is the only key"),
+        (["--set", "seed=2", "--only", "seed=2"], "--set seed and --only seed: give one of them"),
     ],
 )
 def test_bad_command_line_overrides_are_one_error(tmp_path, capsys, args, expected):

@@ -89,9 +89,9 @@ def check_template(template: str) -> str | None:
 def finished(trial: Path) -> bool:
     """True when the trial's run ended by its own stop criterion (frames or time), not by a kill
     or by the sweep's scheduler (the trainer's ``summary.json`` says which)."""
-    from rmc_agents.tune.trial import _finished
+    from rmc_agents.tune.trial import finished_by_own_stop
 
-    return _finished(trial)
+    return finished_by_own_stop(trial)
 
 
 def plan(output: Path, records: Path, template: str, partial: bool) -> list[tuple[Path, Path]]:

@@ -361,7 +361,7 @@ def _tuner(sweep: Sweep, output: Path, resume: bool, verbose: bool) -> Any:
 def trial_row(folder: Path, search: dict[str, Any], keys: list[str], tune_status: str) -> dict:
     """One ``trials.csv`` row, from the trial's own ``progress.csv`` and ``summary.json`` and its
     status in Tune (``TERMINATED``, ``ERROR``, ``RUNNING``, ``PENDING``, ``PAUSED``)."""
-    from rmc_agents.tune.trial import STOPPED_BY_TUNE, _finished, late_mean, read_returns
+    from rmc_agents.tune.trial import STOPPED_BY_TUNE, finished_by_own_stop, late_mean, read_returns
 
     steps, returns = read_returns(folder / "progress.csv")
     frames = 0
@@ -377,7 +377,7 @@ def trial_row(folder: Path, search: dict[str, Any], keys: list[str], tune_status
         status = "error"
     elif tune_status != "TERMINATED":  # the sweep was stopped before the trial ended
         status = "unfinished"
-    elif _finished(folder):
+    elif finished_by_own_stop(folder):
         status = "done"
     elif stopped.startswith(STOPPED_BY_TUNE):
         status = "stopped early"  # by the scheduler

@@ -140,7 +140,7 @@ class _Reporter:
             raise KeyboardInterrupt from None
 
 
-def _finished(output: Path) -> bool:
+def finished_by_own_stop(output: Path) -> bool:
     """True when ``output`` holds a run that ended by its own stop criterion."""
     path = output / "summary.json"
     if not path.is_file():
@@ -194,7 +194,7 @@ def run_trial(config: dict[str, Any], *, settings: dict[str, Any], output: str) 
 
     trial_id = tune.get_context().get_trial_id()
     folder = Path(output) / "trials" / trial_id
-    if _finished(folder):
+    if finished_by_own_stop(folder):
         _report_last_row(folder)
         return
     resume = _has_checkpoint(folder)

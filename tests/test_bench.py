@@ -230,3 +230,66 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
         proc.returncode == 1
         and "notes.csv: not named popgym-<Env>-v0-<model>-seed<N>.csv" in proc.stderr
     )
+
+
+def _saved_policy(path: Path, core: str, core_kwargs: dict) -> Path:
+    import gymnasium as gym
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    import envs  # noqa: F401  (registers the Mini-Pacman ids)
+    from rmc_agents.policy_file import save_policy
+    from rmc_agents.rl.module import RecurrentAgentModule
+
+    env = gym.make("MiniPacman-Viewport-v0")
+    module = RLModuleSpec(
+        module_class=RecurrentAgentModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config={"core": core, "core_kwargs": core_kwargs, "max_seq_len": 4},
+    ).build()
+    env.close()
+    return save_policy(module, path, env="MiniPacman-Viewport-v0")
+
+
+def test_memory_use_scores_a_policy_with_and_without_its_state(tmp_path):
+    import json
+
+    from rmc_agents.export import evaluate
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    policy = _saved_policy(
+        tmp_path / "rmc", "rmc", {"mem_slots": 2, "head_size": 4, "num_heads": 2}
+    )
+    out = tmp_path / "use.json"
+    command = [sys.executable, str(BENCH / "memory_use.py"), "--checkpoint", str(policy)]
+    proc = subprocess.run(
+        command + ["--episodes", "3", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    # playing with the memory is the cards' measure: the same episodes as export's evaluation
+    assert result["with_memory"]["mean"] == pytest.approx(sum(evaluate(policy, 3)) / 3)
+    for key in ("with_memory", "state_reset_every_step", "random_policy"):
+        assert result[key]["episodes"] == 3
+    ratio = result["state_reset_every_step"]["mean"] / result["with_memory"]["mean"]
+    assert result["ratio_reset_to_memory"] == pytest.approx(ratio)
+    assert "| state reset before every step |" in proc.stdout
+
+
+def test_memory_use_names_a_policy_without_a_memory(tmp_path):
+    policy = _saved_policy(tmp_path / "mlp", "mlp", {"hidden_size": 8})
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "memory_use.py"), "--checkpoint", str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {policy}: the policy has no recurrent state (core 'mlp'), so there is no "
+        "memory to take away"
+    ]

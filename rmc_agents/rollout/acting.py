@@ -61,17 +61,27 @@ class PolicyStepper:
         module: a torch RLModule (this project's or any RLlib one with the usual columns).
         deterministic: take the distribution's most likely action instead of sampling.
         attention: also return the RMC's attention weights each step.
+        memory: ``False`` starts every step from the initial state, so that the policy acts on
+            the present observation (and previous action/reward, where it reads them) alone:
+            what its score owes to its memory (``bench/memory_use.py``).
 
     Raises:
         RolloutError: ``attention`` for a module without the RMC core.
     """
 
-    def __init__(self, module: Any, deterministic: bool = False, attention: bool = False) -> None:
+    def __init__(
+        self,
+        module: Any,
+        deterministic: bool = False,
+        attention: bool = False,
+        memory: bool = True,
+    ) -> None:
         import torch
 
         self.torch = torch
         self.module = module
         self.deterministic = deterministic
+        self.memory = memory
         self.stateful = bool(module.get_initial_state())
         self.probe: _AttentionProbe | None = None
         if attention:
@@ -96,13 +106,16 @@ class PolicyStepper:
 
     def reset(self) -> None:
         """Start a new episode: the module's initial state, no previous action/reward."""
+        self.state = self._initial_state()
+        self.prev_actions: list[Any] = []
+        self.prev_rewards: list[float] = []
+
+    def _initial_state(self) -> dict[str, Any]:
         torch = self.torch
-        self.state = {
+        return {
             k: torch.as_tensor(np.asarray(v))[None]
             for k, v in self.module.get_initial_state().items()
         }
-        self.prev_actions: list[Any] = []
-        self.prev_rewards: list[float] = []
 
     def observe_reward(self, action: Any, reward: float) -> None:
         """Record the step's action and reward (inputs of policies trained with them)."""
@@ -150,7 +163,7 @@ class PolicyStepper:
             )
         }
         if self.stateful:
-            batch[Columns.STATE_IN] = self.state
+            batch[Columns.STATE_IN] = self.state if self.memory else self._initial_state()
         probe = self.probe.active() if self.probe is not None else contextlib.nullcontext()
         with torch.no_grad(), probe:
             if self.deterministic:

@@ -38,6 +38,7 @@ def play(
     on_episode: Callable[[int, EpisodeResult], None] | None = None,
     env_spec: str = "",
     on_state: Callable[[int, int, dict[str, Any]], None] | None = None,
+    memory: bool = True,
 ) -> list[EpisodeResult]:
     """Play ``episodes`` episodes of ``policy`` in ``env``.
 
@@ -52,6 +53,8 @@ def play(
         on_episode: called with (episode index, result) after every episode.
         on_state: called with (episode index, steps so far, the policy's recurrent state after
             the step: ``{name: tensor [1, ...]}``, empty for a stateless policy) after every step.
+        memory: ``False`` gives the policy its initial state at every step instead of the one
+            its last step left (see :class:`PolicyStepper`).
 
     Returns:
         One :class:`EpisodeResult` per finished episode.
@@ -61,7 +64,9 @@ def play(
     """
     import torch
 
-    stepper = PolicyStepper(policy.module, deterministic=deterministic, attention=attention)
+    stepper = PolicyStepper(
+        policy.module, deterministic=deterministic, attention=attention, memory=memory
+    )
     view = None
     results: list[EpisodeResult] = []
 

@@ -1,0 +1,110 @@
+"""How much a trained agent's score owes to its memory.
+
+Plays ``--episodes`` episodes of a recurrent policy twice from the same env seeds and action seed:
+as trained (the state each step leaves is fed to the next), and with the state reset to the
+policy's initial one before every step, so that it acts on what it sees now (and its previous
+action and reward, where it reads them) alone. A uniformly random policy on the same seeds is the
+floor. The ratio "reset / as trained" near 1 says the policy plays as a memoryless one would; far
+below 1, that it leans on what it remembers.
+
+    python bench/memory_use.py --checkpoint pretrained/viewport-rmc
+    python bench/memory_use.py --checkpoint pretrained/viewport-lstm --episodes 100 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _summary(scores: list[float]) -> dict[str, float]:
+    n = len(scores)
+    std = statistics.pstdev(scores) if n > 1 else 0.0
+    return {
+        "mean": statistics.fmean(scores),
+        "std": std,
+        "stderr": std / (n - 1) ** 0.5 if n > 1 else 0.0,
+        "episodes": n,
+    }
+
+
+def measure(checkpoint: str, episodes: int, seed: int) -> dict:
+    """Scores of the policy under ``checkpoint`` with its memory, with its state reset before
+    every step, and of a random policy, over the same env seeds."""
+    import torch
+
+    from rmc_agents.export import _score, random_scores
+    from rmc_agents.rollout import RolloutError, load_policy, make_rollout_env, play
+
+    torch.set_num_threads(1)  # one observation a step: more threads only wait on each other
+    policy = load_policy(checkpoint)
+    if not policy.module.get_initial_state():
+        raise RolloutError(
+            f"{checkpoint}: the policy has no recurrent state (core "
+            f"'{getattr(policy.module, 'core_name', '?')}'), so there is no memory to take away"
+        )
+    if policy.env_spec is None:
+        raise RolloutError(f"{checkpoint}: the env it was trained on is not recorded")
+    env = make_rollout_env(policy.env_spec, policy.env_kwargs, frames=False)
+    try:
+        kept = [_score(r) for r in play(policy, env, episodes, seed=seed)]
+        reset = [_score(r) for r in play(policy, env, episodes, seed=seed, memory=False)]
+    finally:
+        env.close()
+    rand = random_scores(policy.env_spec, policy.env_kwargs, episodes, seed=seed)
+    result = {
+        "checkpoint": checkpoint,
+        "env": policy.env_spec,
+        "core": getattr(policy.module, "core_name", None),
+        "seed": seed,
+        "with_memory": _summary(kept),
+        "state_reset_every_step": _summary(reset),
+        "random_policy": _summary(rand),
+    }
+    result["ratio_reset_to_memory"] = (
+        result["state_reset_every_step"]["mean"] / result["with_memory"]["mean"]
+        if result["with_memory"]["mean"]
+        else float("nan")
+    )
+    return result
+
+
+def _row(name: str, s: dict[str, float]) -> str:
+    return f"| {name} | {s['mean']:.1f} | {s['std']:.1f} | {s['stderr']:.1f} |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="a run, its best/ or a policy folder")
+    p.add_argument("--episodes", type=int, default=100, help="episodes per way of playing (100)")
+    p.add_argument("--seed", type=int, default=0, help="first env seed and action seed (0)")
+    p.add_argument("--json", help="also write the numbers here")
+    args = p.parse_args(argv)
+    if args.episodes < 1:
+        p.error(f"--episodes must be at least 1, got {args.episodes}")
+    from rmc_agents.rollout import RolloutError
+
+    try:
+        result = measure(args.checkpoint, args.episodes, args.seed)
+    except RolloutError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{result['env']}, {result['core']} policy {args.checkpoint}, {args.episodes} episodes")
+    print("| play | mean score | std | std error |")
+    print("|---|---:|---:|---:|")
+    print(_row("with its memory", result["with_memory"]))
+    print(_row("state reset before every step", result["state_reset_every_step"]))
+    print(_row("random policy", result["random_policy"]))
+    print(f"reset / with memory: {result['ratio_reset_to_memory']:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,7 @@ Runs are kept per (env, model, seed), so a longer seed list later adds to the sa
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -136,12 +137,15 @@ RECORD = re.compile(r"^popgym-(?P<env>[A-Za-z]+)-v0-(?P<model>[a-z0-9_]+)-seed(?
 
 def mmer(path: Path) -> tuple[float, int]:
     """POPGym's measure of one run, the best logged running mean of its episode returns, and the
-    env steps the run reached by its last logged return (``-inf`` and 0 when none is logged)."""
-    from rmc_agents.tune.trial import read_returns
-
-    steps, returns = read_returns(path)
-    finite = [r for r in returns if not math.isnan(r)]
-    return max(finite, default=-math.inf), max(steps, default=0)
+    env steps the run reached."""
+    best, steps = -math.inf, 0
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            steps = max(steps, int(float(row["env_steps"])))
+            text = row.get("episode_return_mean") or ""
+            if text.strip() and not math.isnan(float(text)):
+                best = max(best, float(text))
+    return best, steps
 
 
 def _names(text: str | None) -> list[str] | None:

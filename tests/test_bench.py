@@ -254,7 +254,10 @@ def _saved_policy(path: Path, core: str, core_kwargs: dict) -> Path:
 def test_memory_use_scores_a_policy_with_and_without_its_state(tmp_path):
     import json
 
+    import gymnasium as gym
+
     from rmc_agents.export import evaluate
+    from rmc_agents.rollout import load_policy, play
 
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -273,11 +276,30 @@ def test_memory_use_scores_a_policy_with_and_without_its_state(tmp_path):
     result = json.loads(out.read_text())
     # playing with the memory is the cards' measure: the same episodes as export's evaluation
     assert result["with_memory"]["mean"] == pytest.approx(sum(evaluate(policy, 3)) / 3)
+    # and the other play is the one with the state reset before every step
+    env = gym.make("MiniPacman-Viewport-v0")
+    reset = play(load_policy(policy), env, 3, seed=0, memory=False)
+    assert result["state_reset_every_step"]["mean"] == pytest.approx(
+        sum(r.episode_return for r in reset) / 3
+    )
     for key in ("with_memory", "state_reset_every_step", "random_policy"):
         assert result[key]["episodes"] == 3
-    ratio = result["state_reset_every_step"]["mean"] / result["with_memory"]["mean"]
-    assert result["ratio_reset_to_memory"] == pytest.approx(ratio)
     assert "| state reset before every step |" in proc.stdout
+
+
+def test_the_share_kept_without_memory_is_of_the_gain_over_random_play():
+    from memory_use import kept_share
+
+    def result(memory, reset, rand):
+        return {
+            "with_memory": {"mean": memory},
+            "state_reset_every_step": {"mean": reset},
+            "random_policy": {"mean": rand},
+        }
+
+    assert kept_share(result(110.0, 60.0, 10.0)) == pytest.approx(0.5)
+    assert kept_share(result(-0.2, -0.6, -1.0)) == pytest.approx(0.5)  # negative returns
+    assert kept_share(result(5.0, 7.0, 10.0)) is None  # no better than random: nothing to keep
 
 
 def test_memory_use_names_a_policy_without_a_memory(tmp_path):
@@ -289,7 +311,8 @@ def test_memory_use_names_a_policy_without_a_memory(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [
-        f"error: {policy}: the policy has no recurrent state (core 'mlp'), so there is no "
-        "memory to take away"
-    ]
+    assert (
+        f"error: {policy}: the policy has no recurrent state (its core is 'mlp'), so there is "
+        "no memory to take away"
+    ) in proc.stderr
+    assert "Traceback" not in proc.stderr

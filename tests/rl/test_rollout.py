@@ -402,26 +402,12 @@ def test_previous_action_and_reward_inputs_are_rebuilt_like_rllib():
     np.testing.assert_array_equal(stepper._with_prev_inputs(obs)["prev_n_actions"], np.zeros(5))
 
 
-def _record_steps(monkeypatch) -> list[tuple[np.ndarray, torch.Tensor]]:
-    """(observation, action-distribution inputs) of every step ``play`` takes from now on."""
-    from rmc_agents.rollout import playing
-
-    steps: list[tuple[np.ndarray, torch.Tensor]] = []
-    act = playing.PolicyStepper.act
-
-    def recording_act(self, obs):
-        out = act(self, obs)
-        steps.append((np.array(obs), self.last_dist_inputs.clone()))
-        return out
-
-    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
-    return steps
-
-
 def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
     """``play`` resets the memory and the previous action and reward between episodes: each
     episode's first step gives the logits of a fresh stepper on the same observation (the cards'
     100-episode scores and ``--episodes N`` rest on it)."""
+    from rmc_agents.rollout import playing
+
     torch.manual_seed(0)
     obs_space = gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32)
     space = gym.spaces.Dict(
@@ -432,7 +418,15 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
         }
     )
     module = _rmc_module(space)
-    steps = _record_steps(monkeypatch)
+    steps: list[tuple[np.ndarray, torch.Tensor]] = []
+    act = playing.PolicyStepper.act
+
+    def recording_act(self, obs):
+        out = act(self, obs)
+        steps.append((np.array(obs), self.last_dist_inputs.clone()))
+        return out
+
+    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
     env = gym.make(ENV)
     results = play(_loaded(module), env, episodes=3, seed=4, max_steps=12)
     assert [r.length for r in results] == [12, 12, 12] and len(steps) == 36
@@ -452,9 +446,19 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
 def test_without_memory_every_step_acts_from_the_initial_state(monkeypatch):
     """``play(memory=False)`` (``bench/memory_use.py``'s ablation): every step's logits are a
     fresh stepper's on that observation, while the state each step leaves is still reported."""
+    from rmc_agents.rollout import playing
+
     torch.manual_seed(0)
     module = _rmc_module(gym.make(ENV).observation_space)
-    steps = _record_steps(monkeypatch)
+    steps: list[tuple[np.ndarray, torch.Tensor]] = []
+    act = playing.PolicyStepper.act
+
+    def recording_act(self, obs):
+        out = act(self, obs)
+        steps.append((np.array(obs), self.last_dist_inputs.clone()))
+        return out
+
+    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
     states: list[torch.Tensor] = []
     env = gym.make(ENV)
     kwargs = {"episodes": 1, "seed": 4, "max_steps": 10}

@@ -443,6 +443,49 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
     assert not torch.allclose(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
 
 
+def test_without_memory_every_step_acts_from_the_initial_state(monkeypatch):
+    """``play(memory=False)`` (``bench/memory_use.py``'s ablation): every step's logits are a
+    fresh stepper's on that observation, while the state each step leaves is still reported."""
+    from rmc_agents.rollout import playing
+
+    torch.manual_seed(0)
+    module = _rmc_module(gym.make(ENV).observation_space)
+    steps: list[tuple[np.ndarray, torch.Tensor]] = []
+    act = playing.PolicyStepper.act
+
+    def recording_act(self, obs):
+        out = act(self, obs)
+        steps.append((np.array(obs), self.last_dist_inputs.clone()))
+        return out
+
+    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
+    states: list[torch.Tensor] = []
+    env = gym.make(ENV)
+    kwargs = {"episodes": 1, "seed": 4, "max_steps": 10}
+    play(
+        _loaded(module),
+        env,
+        memory=False,
+        on_state=lambda i, t, s: states.append(s["s0"]),
+        **kwargs,
+    )
+    assert len(steps) == len(states) == 10
+    initial = torch.as_tensor(module.get_initial_state()["s0"])
+    assert not torch.allclose(states[-1][0], initial)  # the step still writes a memory
+    # (a copy: the fresh steppers' own steps are recorded too)
+    for obs, logits in list(steps):
+        fresh = PolicyStepper(module)
+        fresh.act(obs)
+        torch.testing.assert_close(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
+    # with its memory, a later step is not a fresh start (the check above can fail)
+    steps.clear()
+    play(_loaded(module), env, **kwargs)
+    obs, logits = steps[5]
+    fresh = PolicyStepper(module)
+    fresh.act(obs)
+    assert not torch.allclose(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
+
+
 def _loaded(module):
     from rmc_agents.rollout.checkpoints import LoadedPolicy
 

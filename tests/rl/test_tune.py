@@ -90,6 +90,7 @@ def _parameters(settings: RunSettings) -> int:
     [
         ("viewport_long_rmc_grad_clip", "viewport_long_lstm_grad_clip", (94_904, 91_878)),
         ("viewport_paper_rmc", "viewport_paper_lstm", (350_904, 352_742)),
+        ("viewport_rmc_heads", "viewport_lstm_heads", (92_604, 91_450)),
     ],
 )
 def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, counts):

@@ -316,3 +316,139 @@ def test_memory_use_names_a_policy_without_a_memory(tmp_path):
         "no memory to take away"
     ) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_imitation_chunks_lie_inside_one_episode():
+    import numpy as np
+    from imitation_speed import Play
+
+    play = Play(np.zeros((12, 1)), np.zeros((12, 2)), starts=[0, 5, 7], returns=[0, 0, 0])
+    # episodes [0, 5), [5, 7), [7, 12): runs of 2 steps start at 0, 2 | 5 | 7, 9
+    assert play.chunks(2).tolist() == [0, 2, 5, 7, 9]
+    assert play.chunks(3).tolist() == [0, 7]
+    assert play.chunks(6).tolist() == []
+
+
+def _small_student(tmp_path, core: str):
+    from imitation_speed import student_settings
+
+    sizes = {"rmc": "mem_slots: 2\n  head_size: 8\n  num_heads: 2", "lstm": "hidden_size: 16"}
+    path = tmp_path / f"{core}.yaml"
+    path.write_text(
+        "env: MiniPacman-Viewport-v0\nmodel:\n  skip: true\n  core: " + core + "\n  " + sizes.get(core, "hidden_size: 32")
+        + "\ntraining:\n  grad_clip: 1.0\n"
+    )  # fmt: skip
+    return student_settings(str(path))
+
+
+def test_a_student_chunk_starts_from_the_initial_state_as_a_fresh_stepper_does(tmp_path):
+    import gymnasium as gym
+    import numpy as np
+    from imitation_speed import _logits, build_student
+
+    import minipacman  # noqa: F401  (registers the game)
+    from rmc_agents.rollout.acting import PolicyStepper
+
+    torch = pytest.importorskip("torch")
+    env = gym.make("MiniPacman-Viewport-v0")
+    module = build_student(
+        _small_student(tmp_path, "rmc"), env.observation_space, env.action_space, seed=0
+    )
+    obs = [env.reset(seed=3)[0]]
+    for a in (0, 1, 2, 3):
+        obs.append(env.step(a)[0])
+    stepper = PolicyStepper(module)
+    expected = []
+    for o in obs:
+        stepper.act(o)
+        expected.append(stepper.last_dist_inputs[0])
+    batch = torch.as_tensor(np.stack([obs, obs[::-1]]), dtype=torch.float32)
+    with torch.no_grad():
+        logits = _logits(module, batch)
+    assert logits.shape == (2, 5, 5)
+    torch.testing.assert_close(logits[0], torch.stack(expected), rtol=0, atol=1e-6)
+    # the second chunk is its own episode: not the first's steps reversed
+    assert not torch.allclose(logits[1], torch.stack(expected[::-1]), atol=1e-4)
+
+
+def test_imitation_loss_is_the_kl_from_the_teacher():
+    from imitation_speed import _kl
+
+    torch = pytest.importorskip("torch")
+    probs = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]])
+    logits = torch.tensor([[[0.0, 1.0, 2.0], [1.0, 1.0, 1.0]]])
+    q = torch.softmax(logits, -1)
+    by_hand = sum(float((probs[0, t] * (probs[0, t] / q[0, t]).log()).sum()) for t in range(2)) / 2
+    assert float(_kl(logits, probs)) == pytest.approx(by_hand, rel=1e-6)
+    assert float(_kl(probs.log(), probs)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
+def test_a_student_learns_a_reactive_teacher(tmp_path, core):
+    """A teacher whose action is read off the observation (the colour of the window's centre
+    cell, each cell one of three colours): every core's held-out KL falls and its choices match
+    the teacher's far above chance."""
+    import gymnasium as gym
+    import numpy as np
+    from imitation_speed import Play, build_student, train
+
+    import minipacman  # noqa: F401  (registers the game)
+
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the script runs (small ops: more threads only wait)
+    env = gym.make("MiniPacman-Viewport-v0")
+    rng = np.random.default_rng(0)
+
+    def play(n):
+        colour = rng.integers(0, 3, size=(n, *env.observation_space.shape[:2]))
+        obs = np.eye(3, dtype=np.float32)[colour]
+        action = colour[:, 2, 2]  # 0-2 of 5 actions
+        probs = np.full((n, 5), 0.01, np.float32)
+        probs[np.arange(n), action] = 0.96
+        return Play(obs, probs, starts=list(range(0, n, 40)), returns=[0.0] * (n // 40))
+
+    module = build_student(
+        _small_student(tmp_path, core), env.observation_space, env.action_space, seed=0
+    )
+    try:
+        curve = train(module, play(1600), play(400), 3e-3, 1.0, 150, 16, 8, 0, [0, 150])
+    finally:
+        torch.set_num_threads(threads)
+    assert [r["updates"] for r in curve] == [0, 150]
+    assert curve[1]["kl"] < 0.5 * curve[0]["kl"]
+    assert curve[1]["agreement"] > 0.8 > curve[0]["agreement"]
+
+
+def test_imitation_speed_runs_from_a_saved_teacher(tmp_path):
+    import json
+
+    policy = _saved_policy(tmp_path / "teacher", "lstm", {"hidden_size": 8})
+    config = tmp_path / "mlp.yaml"
+    config.write_text("env: MiniPacman-Viewport-v0\nmodel:\n  core: mlp\n  hidden_size: 16\n")
+    out = tmp_path / "out.json"
+    command = [
+        sys.executable, str(BENCH / "imitation_speed.py"), "--teacher", str(policy),
+        "--student", f"small={config}", "--episodes", "2", "--test-episodes", "1",
+        "--max-steps", "60", "--updates", "4", "--batch", "4", "--unroll", "5",
+        "--lrs", "0.01", "--seeds", "0,1", "--json", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    # the teacher's play as recorded in this process (same seeds): what the students learnt from
+    from imitation_speed import load_teacher, record
+
+    teacher = load_teacher(str(policy))
+    assert result["steps"] == len(record(teacher, 2, 0, 60).obs) <= 120
+    assert result["test_steps"] == len(record(teacher, 1, 10_000, 60).obs) <= 60
+    assert [(r["student"], r["lr"], r["seed"]) for r in result["results"]] == [
+        ("small", 0.01, 0),
+        ("small", 0.01, 1),
+    ]
+    assert [c["updates"] for c in result["results"][0]["curve"]] == [0, 1, 2, 4]
+    assert "| small | " in proc.stdout
+    bad = subprocess.run(
+        command[:4] + ["--student", "nameonly"], capture_output=True, text=True, timeout=600
+    )
+    assert bad.returncode == 2 and "--student wants NAME=CONFIG, got 'nameonly'" in bad.stderr

@@ -199,6 +199,12 @@ class _nullcontext:
         ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", {}),
         ("rmc_agents.rl.toy_envs:CueRecall", "gru", {"prev_action": True, "prev_reward": True}),
         ("CartPole-v1", "dnc", {"memory_size": 4, "word_size": 4}),
+        # image cells as rows (the factored input attention), the tuned viewport RMC's options
+        (
+            "MiniPacman-Viewport-v0",
+            "rmc",
+            {"skip": True, "slot_embeddings": True, "coupled_gates": True},
+        ),
     ],
 )
 def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
@@ -225,6 +231,10 @@ def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
     try:
         episodes = []
         for _ in range(4):
+            episodes += runner.sample(num_timesteps=27, random_actions=False)
+        for _ in range(16):  # longer games (Mini-Pacman): until three episodes have ended
+            if sum(e.is_done for e in episodes) >= 3:
+                break
             episodes += runner.sample(num_timesteps=27, random_actions=False)
         assert any(e.t_started > 0 for e in episodes), "no continuation chunk was sampled"
         assert sum(e.is_done for e in episodes) >= 3, "too few episode ends (resets)"

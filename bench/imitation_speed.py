@@ -14,7 +14,12 @@ built as ``train_agent.py`` builds the module. Every student trains at every ste
 ``--lrs`` and every seed of ``--seeds`` (the same tuning budget for each), on batches of
 ``--batch`` chunks of ``--unroll`` consecutive steps (the RL learner's 32 x 20 by default), each
 chunk starting from the initial state (the teacher's play needs no memory, and neither may a
-student's). The teacher's episodes and the held-out ones are played from different env seeds.
+student's). Chunks are cut from each episode's start, one after the other, so the last steps of
+an episode that do not fill a chunk are left out of training and evaluation alike. The teacher's
+episodes and the held-out ones are played from different env seeds. The students are built for
+the teacher's observation and action spaces and trained with Adam whatever their config's
+optimizer; a teacher that reads its previous action and reward, or whose observations are not one
+array (a Dict), is refused.
 
     python bench/imitation_speed.py --teacher pretrained/viewport-lstm \\
         --student rmc=configs/minipacman_viewport_tuned_rmc.yaml \\
@@ -48,7 +53,8 @@ class Play:
     returns: list[float]
 
     def chunks(self, length: int) -> np.ndarray:
-        """Start indices of every whole run of ``length`` steps inside one episode."""
+        """Start indices of the chunks of ``length`` steps: each episode cut from its start into
+        runs of ``length``, a shorter tail left out."""
         ends = [*self.starts[1:], len(self.obs)]
         out = [
             s + k * length
@@ -65,14 +71,24 @@ def load_teacher(checkpoint: str) -> Any:
     policy = load_policy(checkpoint)
     if policy.env_spec is None:
         raise RolloutError(f"{checkpoint}: the env it was trained on is not recorded")
-    if policy.module.action_space.__class__.__name__ != "Discrete":
-        raise RolloutError(f"{checkpoint}: imitation here needs a Discrete action space")
+    import gymnasium as gym
+
+    if not isinstance(policy.module.action_space, gym.spaces.Discrete):
+        raise RolloutError(
+            f"{checkpoint}: imitation here needs a Discrete action space, the policy has "
+            f"{policy.module.action_space}"
+        )
     from rmc_agents.rollout.acting import _prev_inputs_layout
 
     if _prev_inputs_layout(policy.module.observation_space) is not None:
         raise RolloutError(
             f"{checkpoint}: the teacher reads its previous action and reward; a student would need "
             "them too (not supported here)"
+        )
+    if not isinstance(policy.module.observation_space, gym.spaces.Box):
+        raise RolloutError(
+            f"{checkpoint}: imitation here needs observations that are one array (a Box), the "
+            f"policy reads {type(policy.module.observation_space).__name__} observations"
         )
     return policy
 
@@ -85,8 +101,10 @@ def record(policy: Any, episodes: int, seed: int, max_steps: int | None = None) 
 
     from rmc_agents.rollout import make_rollout_env
     from rmc_agents.rollout.acting import PolicyStepper
+    from rmc_agents.rollout.environment import check_compatible
 
     env = make_rollout_env(policy.env_spec, policy.env_kwargs, frames=False)
+    check_compatible(policy.module, env, policy.env_spec)
     stepper = PolicyStepper(policy.module)
     obs_list: list[np.ndarray] = []
     probs: list[np.ndarray] = []
@@ -118,14 +136,12 @@ def record(policy: Any, episodes: int, seed: int, max_steps: int | None = None) 
 
 def student_settings(path: str) -> Any:
     """The run settings of a run config or a sweep file (its base and ``set``)."""
-    import yaml
-
-    from rmc_agents.config import load_config
+    from rmc_agents.config import load_config, read_mapping
     from rmc_agents.rl.settings import RunSettings
     from rmc_agents.tune.sweep import load_sweep
 
-    data = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
-    if isinstance(data, dict) and ("search" in data or "base" in data):
+    data = read_mapping(Path(path), "student config")
+    if "search" in data or "base" in data:
         return load_sweep(path).settings
     return load_config(RunSettings, path)
 
@@ -282,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if not args.lrs or not args.seeds:
         p.error("--lrs and --seeds need one value at least")
+    if any(not lr > 0 for lr in args.lrs):
+        p.error(f"--lrs must all be > 0, got {args.lrs}")
+    if any(seed < 0 for seed in args.seeds) or args.seed < 0:
+        p.error("seeds must be >= 0")
+    if args.max_steps is not None and args.max_steps < 1:
+        p.error(f"--max-steps must be at least 1, got {args.max_steps}")
+    if args.evals and any(not 0 <= e <= args.updates for e in args.evals):
+        p.error(f"--evals must lie in [0, --updates={args.updates}], got {args.evals}")
     names = [n for n, _ in args.student]
     if len(set(names)) != len(names):
         p.error(f"student names repeat: {names}")
@@ -302,6 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         teacher = load_teacher(args.teacher)
         play = record(teacher, args.episodes, args.seed, args.max_steps)
         held = record(teacher, args.test_episodes, args.seed + 10_000, args.max_steps)
+        have, held_chunks = len(play.chunks(args.unroll)), len(held.chunks(args.unroll))
+        if have < args.batch or held_chunks < 1:
+            raise RolloutError(
+                f"the teacher's play holds {have} chunks of {args.unroll} steps to learn from and "
+                f"{held_chunks} held out; a batch needs {args.batch} and the evaluation one: "
+                "record more (or longer) episodes, or ask for a smaller --batch or --unroll"
+            )
     except (RolloutError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -338,20 +369,24 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(summary_table(results, evals))
     if args.json:
-        out = {"teacher": args.teacher, "episodes": args.episodes, "steps": len(play.obs),
-               "test_steps": len(held.obs), "batch": args.batch, "unroll": args.unroll,
-               "updates": args.updates, "results": results}  # fmt: skip
+        out = {"teacher": args.teacher, "seed": args.seed, "episodes": args.episodes,
+               "test_episodes": args.test_episodes, "max_steps": args.max_steps,
+               "steps": len(play.obs), "test_steps": len(held.obs), "batch": args.batch,
+               "unroll": args.unroll, "updates": args.updates, "evals": evals,
+               "lrs": args.lrs, "seeds": args.seeds, "results": results}  # fmt: skip
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
 def summary_table(results: list[dict], evals: list[int]) -> str:
     """Per student and step size: the held-out KL at each evaluation, mean over the seeds, and the
-    final agreement; each student's best step size (lowest final KL) in bold."""
+    final agreement; each student's best step size (lowest final KL; a diverged one never) in
+    bold."""
     groups: dict[tuple[str, float], list[dict]] = {}
     for r in results:
         groups.setdefault((r["student"], r["lr"]), []).append(r)
     final = {k: float(np.mean([r["curve"][-1]["kl"] for r in rs])) for k, rs in groups.items()}
+    final = {k: (f if np.isfinite(f) else float("inf")) for k, f in final.items()}  # diverged
     best = {name: min((f, lr) for (n, lr), f in final.items() if n == name)[1] for name, _ in final}
     head = " | ".join(f"KL at {e}" for e in evals)
     lines = [

@@ -229,6 +229,10 @@ def test_learner_recomputes_what_the_env_runner_computed(env, core, extra):
     config = build_algo_config(run)
     runner = SingleAgentEnvRunner(config=config)
     try:
+        with torch.no_grad():  # weights away from their initial values (gates, norms, slots)
+            noise = torch.Generator().manual_seed(0)
+            for param in runner.module.parameters():
+                param.add_(torch.randn(param.shape, generator=noise) * 0.05)
         episodes = []
         for _ in range(4):
             episodes += runner.sample(num_timesteps=27, random_actions=False)

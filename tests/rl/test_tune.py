@@ -105,7 +105,8 @@ def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, count
 def test_the_tuned_viewport_configs_hold_the_best_measured_settings():
     rmc = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_rmc.yaml")
     lstm = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_lstm.yaml")
-    assert (rmc.training.lr, lstm.training.lr) == (0.00308, 0.0066)
+    assert (rmc.training.lr, lstm.training.lr) == (0.00308, 0.00337)
+    assert (rmc.training.entropy_coeff, lstm.training.entropy_coeff) == (0.02, 0.01)
     assert rmc.training.grad_clip == lstm.training.grad_clip == 1.0
     assert rmc.model.coupled_gates and rmc.model.slot_embeddings
     assert rmc.stop.timesteps == lstm.stop.timesteps == 5_000_000

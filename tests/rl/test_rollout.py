@@ -406,7 +406,6 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
     """``play`` resets the memory and the previous action and reward between episodes: each
     episode's first step gives the logits of a fresh stepper on the same observation (the cards'
     100-episode scores and ``--episodes N`` rest on it)."""
-    from rmc_agents.rollout import playing
 
     torch.manual_seed(0)
     obs_space = gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32)
@@ -418,15 +417,7 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
         }
     )
     module = _rmc_module(space)
-    steps: list[tuple[np.ndarray, torch.Tensor]] = []
-    act = playing.PolicyStepper.act
-
-    def recording_act(self, obs):
-        out = act(self, obs)
-        steps.append((np.array(obs), self.last_dist_inputs.clone()))
-        return out
-
-    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
+    steps = _record_steps(monkeypatch)
     env = gym.make(ENV)
     results = play(_loaded(module), env, episodes=3, seed=4, max_steps=12)
     assert [r.length for r in results] == [12, 12, 12] and len(steps) == 36
@@ -446,19 +437,10 @@ def test_every_episode_starts_from_a_fresh_policy_state(monkeypatch):
 def test_without_memory_every_step_acts_from_the_initial_state(monkeypatch):
     """``play(memory=False)`` (``bench/memory_use.py``'s ablation): every step's logits are a
     fresh stepper's on that observation, while the state each step leaves is still reported."""
-    from rmc_agents.rollout import playing
 
     torch.manual_seed(0)
     module = _rmc_module(gym.make(ENV).observation_space)
-    steps: list[tuple[np.ndarray, torch.Tensor]] = []
-    act = playing.PolicyStepper.act
-
-    def recording_act(self, obs):
-        out = act(self, obs)
-        steps.append((np.array(obs), self.last_dist_inputs.clone()))
-        return out
-
-    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
+    steps = _record_steps(monkeypatch)
     states: list[torch.Tensor] = []
     env = gym.make(ENV)
     kwargs = {"episodes": 1, "seed": 4, "max_steps": 10}
@@ -484,6 +466,23 @@ def test_without_memory_every_step_acts_from_the_initial_state(monkeypatch):
     fresh = PolicyStepper(module)
     fresh.act(obs)
     assert not torch.allclose(logits, fresh.last_dist_inputs, rtol=0, atol=1e-7)
+
+
+def _record_steps(monkeypatch) -> list[tuple[np.ndarray, torch.Tensor]]:
+    """From now on every ``PolicyStepper.act`` (of every stepper, fresh ones made to compare
+    included: walk a copy of the list) appends its observation and logits to the list returned."""
+    from rmc_agents.rollout import playing
+
+    steps: list[tuple[np.ndarray, torch.Tensor]] = []
+    act = playing.PolicyStepper.act
+
+    def recording_act(self, obs):
+        out = act(self, obs)
+        steps.append((np.array(obs), self.last_dist_inputs.clone()))
+        return out
+
+    monkeypatch.setattr(playing.PolicyStepper, "act", recording_act)
+    return steps
 
 
 def _loaded(module):

@@ -151,6 +151,8 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             "rmsprop_eps": tr.rmsprop_eps,
             "keep_freed_memory": run.resources.keep_freed_memory,
             "diagnostics_every": tr.diagnostics_every,
+            "lr_kl_target": tr.lr_kl_target,
+            "lr_kl_factor_bounds": tuple(tr.lr_kl_factor_bounds),
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

@@ -185,7 +185,8 @@ class Diagnostics:
                 kl = before.kl(now)
                 if mask is None:
                     mask = torch.ones_like(kl, dtype=torch.bool)
-                stats: dict[str, float] = {"diag_policy_kl": float(_masked_mean(kl, mask))}
+                policy_kl = float(_masked_mean(kl, mask))
+                stats: dict[str, float] = {"diag_policy_kl": policy_kl}
                 # The recorded steps are the update's [B, T] when the module stepped through its
                 # chunks once (a module without time axis, e.g. mlp, records nothing).
                 if steps and steps["memory"].shape[:2] == mask.shape:
@@ -194,3 +195,8 @@ class Diagnostics:
                         stats["diag_input_gate"] = float(_masked_mean(steps["input_gate"], mask))
                         stats["diag_forget_gate"] = float(_masked_mean(steps["forget_gate"], mask))
                 self.metrics.log_dict(stats, key=module_id, window=1)
+                self._policy_kl_measured(module_id, policy_kl)
+
+    def _policy_kl_measured(self, module_id: str, kl: float) -> None:
+        """Called with each measured ``diag_policy_kl`` (for :class:`rmc_agents.rl.optim.
+        KLStepSize`)."""

@@ -33,6 +33,7 @@ __all__ = [
     "AgentAPPOLearner",
     "AgentLearner",
     "AgentPPOLearner",
+    "KLStepSize",
     "OptimizerChoice",
     "TargetsFromConfig",
     "TFRMSprop",
@@ -104,6 +105,98 @@ class OptimizerChoice:
         )
 
 
+#: How far one measurement moves the step-size factor (multiplied or divided by it).
+KL_STEP = 1.5
+
+
+def next_lr_factor(
+    factor: float, kl: float, target: float, bounds: tuple[float, float] = (0.01, 10.0)
+) -> float:
+    """The step-size factor after a measured policy KL per update: times :data:`KL_STEP` when
+    ``kl`` is below ``target / 2``, divided by it above ``2 * target``, unchanged between (and
+    for a non-finite ``kl``); kept within ``bounds``."""
+    if kl != kl or kl in (float("inf"), float("-inf")):
+        return factor
+    if kl < target / 2:
+        factor *= KL_STEP
+    elif kl > 2 * target:
+        factor /= KL_STEP
+    low, high = bounds
+    return min(max(factor, low), high)
+
+
+class _ScaledSchedule:
+    """An RLlib lr ``Scheduler`` whose values are multiplied by a module's current factor, so
+    that RLlib sets (and logs) the scaled step size after every update."""
+
+    def __init__(self, schedule: Any, factors: dict, module_id: Any):
+        self.schedule, self.factors, self.module_id = schedule, factors, module_id
+
+    def update(self, timestep: int) -> float:
+        return self.schedule.update(timestep=timestep) * self.factors[self.module_id]
+
+    def get_current_value(self) -> float:
+        return self.schedule.get_current_value() * self.factors[self.module_id]
+
+
+class KLStepSize:
+    """Learner mixin (before :class:`~rmc_agents.rl.diagnostics.Diagnostics` among the bases):
+    the step size follows the policy's KL per update toward a target, the same rule for every
+    core. ``learner_config_dict["lr_kl_target"]`` (None: off): at each measurement of
+    ``diag_policy_kl`` (every ``diagnostics_every``-th update) the module's factor is updated by
+    :func:`next_lr_factor` within ``lr_kl_factor_bounds``; the step size in use is the
+    configured one (constant or scheduled) times the factor, set after every update. The factor
+    is logged as ``diag_lr_factor`` and kept in the learner's state (``--resume``).
+
+    The rule is the adaptive step size of rl_games' PPO (``lr_schedule: adaptive``,
+    ``kl_threshold``), with the factor relative to the configured step size.
+    """
+
+    _lr_factors: dict
+
+    def _lr_kl_settings(self) -> tuple[float | None, tuple[float, float]]:
+        settings = self.config.learner_config_dict or {}
+        bounds = settings.get("lr_kl_factor_bounds", (0.01, 10.0))
+        return settings.get("lr_kl_target"), (float(bounds[0]), float(bounds[1]))
+
+    def build(self, *args: Any, **kwargs: Any) -> None:
+        super().build(*args, **kwargs)
+        self._lr_factors = {module_id: 1.0 for module_id in self.module.keys()}
+        if self._lr_kl_settings()[0] is None:
+            return
+        for name, optimizer in self._named_optimizers.items():
+            schedule = self._optimizer_lr_schedules.get(optimizer)
+            if schedule is None:
+                raise ValueError(
+                    f"lr_kl_target: the optimizer {name!r} has no learning-rate schedule to scale"
+                )
+            module_id = self._optimizer_name_to_module[name]
+            self._optimizer_lr_schedules[optimizer] = _ScaledSchedule(
+                schedule, self._lr_factors, module_id
+            )
+
+    def _policy_kl_measured(self, module_id: Any, kl: float) -> None:
+        super()._policy_kl_measured(module_id, kl)
+        target, bounds = self._lr_kl_settings()
+        if target is None or module_id not in self._lr_factors:
+            return
+        factor = next_lr_factor(self._lr_factors[module_id], kl, target, bounds)
+        self._lr_factors[module_id] = factor
+        self.metrics.log_value((module_id, "diag_lr_factor"), factor, window=1)
+
+    def get_state(self, *args: Any, **kwargs: Any) -> dict:
+        state = super().get_state(*args, **kwargs)
+        if self._lr_kl_settings()[0] is not None:
+            state["lr_kl_factors"] = dict(self._lr_factors)
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        for module_id, factor in (state.get("lr_kl_factors") or {}).items():
+            if module_id in self._lr_factors:
+                self._lr_factors[module_id] = float(factor)
+
+
 class KeepFreedMemory:
     """Learner mixin: at ``build()``, the learner's process keeps the memory it frees for the
     next update (:func:`rmc_agents.rl.allocator.keep_freed_memory`), unless
@@ -129,31 +222,42 @@ class TargetsFromConfig:
 
 
 class AgentLearner(
-    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, BootstrapVTraceLearner
+    KeepFreedMemory,
+    KLStepSize,
+    Diagnostics,
+    NonFiniteGuard,
+    OptimizerChoice,
+    BootstrapVTraceLearner,
 ):
     """IMPALA's torch learner with V-trace that bootstraps at fragment cuts
     (:class:`rmc_agents.rl.vtrace.BootstrapVTraceLearner`), the non-finite guard, a choice of
-    optimizer, freed memory kept for reuse and the diagnostics of
-    :mod:`rmc_agents.rl.diagnostics`."""
+    optimizer, freed memory kept for reuse, the diagnostics of :mod:`rmc_agents.rl.diagnostics`
+    and the optional step size that follows the policy KL (:class:`KLStepSize`)."""
 
 
 class AgentAPPOLearner(
-    KeepFreedMemory, Diagnostics, NonFiniteGuard, OptimizerChoice, BootstrapVTraceAPPOLearner
+    KeepFreedMemory,
+    KLStepSize,
+    Diagnostics,
+    NonFiniteGuard,
+    OptimizerChoice,
+    BootstrapVTraceAPPOLearner,
 ):
-    """APPO's torch learner with the same five changes as :class:`AgentLearner`."""
+    """APPO's torch learner with the same six changes as :class:`AgentLearner`."""
 
 
 class AgentPPOLearner(
     TargetsFromConfig,
     KeepFreedMemory,
+    KLStepSize,
     Diagnostics,
     NonFiniteGuard,
     OptimizerChoice,
     PPOTorchLearner,
 ):
     """PPO's torch learner with the non-finite guard, a choice of optimizer, freed memory kept,
-    the diagnostics and GAE's ``gamma`` / ``lambda_`` read from the config when it is built
-    (:class:`TargetsFromConfig`).
+    the diagnostics, the KL-following step size and GAE's ``gamma`` / ``lambda_`` read from the
+    config when it is built (:class:`TargetsFromConfig`).
     (PPO's targets are RLlib's GAE, which bootstraps correctly at fragment cuts: tested in
     tests/rl/test_algos.py.)"""
 

@@ -146,6 +146,7 @@ DIAGNOSTIC_KEYS = (
     "diag_input_gate",
     "diag_forget_gate",
     "diag_slot_spread",
+    "diag_lr_factor",
 )  # see rmc_agents.rl.optim
 
 
@@ -186,6 +187,11 @@ class TrainingSettings:
     reward_scale: float | None = None
     # every n-th learner update logs the diag/* metrics (rmc_agents/rl/diagnostics.py); 0: off
     diagnostics_every: int = 5
+    # the step size follows the policy KL per update toward this target (rmc_agents.rl.optim.
+    # KLStepSize: at each diagnostics measurement lr x 1.5 below target/2, / 1.5 above 2 x target,
+    # the factor kept within lr_kl_factor_bounds); null: off
+    lr_kl_target: float | None = None
+    lr_kl_factor_bounds: tuple[float, float] = (0.01, 10.0)
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
@@ -210,6 +216,19 @@ class TrainingSettings:
             _positive("reward_scale", self.reward_scale)
         if self.diagnostics_every < 0:
             raise ValueError(f"diagnostics_every must be >= 0, got {self.diagnostics_every}")
+        low, high = self.lr_kl_factor_bounds
+        if not 0 < low <= 1 <= high:
+            raise ValueError(
+                "training.lr_kl_factor_bounds must be [low, high] with 0 < low <= 1 <= high, "
+                f"got {list(self.lr_kl_factor_bounds)}"
+            )
+        if self.lr_kl_target is not None:
+            _positive("lr_kl_target", self.lr_kl_target)
+            if self.diagnostics_every == 0:
+                raise ValueError(
+                    "training.lr_kl_target needs the KL the diagnostics measure: set "
+                    "training.diagnostics_every > 0 (it is 0)"
+                )
 
 
 def _check_factors(key: str, points: list[tuple[int, float]]) -> None:

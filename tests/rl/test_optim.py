@@ -93,3 +93,150 @@ def test_bad_optimizer_settings_name_the_key():
     ):
         with pytest.raises(ConfigError, match=key.split(".")[1]):
             load_config(RunSettings, overrides={key: value})
+
+
+# --- the step size that follows the policy KL (KLStepSize) --------------------------------------
+
+
+def test_next_lr_factor_follows_the_rule_within_its_bounds():
+    from rmc_agents.rl.optim import next_lr_factor
+
+    target = 0.01
+    assert next_lr_factor(1.0, 0.004, target) == pytest.approx(1.5)  # below target / 2
+    assert next_lr_factor(1.0, 0.021, target) == pytest.approx(1 / 1.5)  # above 2 x target
+    for kl in (0.005, 0.01, 0.02):  # within [target / 2, 2 x target]: unchanged
+        assert next_lr_factor(0.7, kl, target) == 0.7
+    assert next_lr_factor(1.0, float("nan"), target) == 1.0
+    assert next_lr_factor(1.0, float("inf"), target) == 1.0
+    assert next_lr_factor(9.0, 0.0, target, (0.1, 10.0)) == 10.0
+    assert next_lr_factor(0.12, 1.0, target, (0.1, 10.0)) == 0.1
+
+
+def _kl_learner(**training):
+    """A small GRU IMPALA learner on CartPole with ``training`` settings, and one batch of its
+    own play."""
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rmc_agents.rl.algorithms import build_algo_config
+
+    overrides = {
+        "env": "CartPole-v1",
+        "algo": "impala",
+        "model.core": "gru",
+        "model.hidden_size": 8,
+        "training.lr": 0.003,
+        "training.diagnostics_every": 1,
+        "resources.num_env_runners": 0,
+        "resources.envs_per_runner": 4,
+    }
+    overrides.update({f"training.{key}": value for key, value in training.items()})
+    config = build_algo_config(load_config(RunSettings, overrides=overrides))
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = [e.to_numpy() for e in runner.sample(random_actions=False)]
+        learner = config.build_learner(
+            spaces={"default_policy": runner.get_spaces()["__env_single__"]}
+        )
+    finally:
+        runner.stop()
+    batch = learner._learner_connector(
+        rl_module=learner.module, batch={}, episodes=episodes, shared_data={}
+    )
+    mod_batch = {
+        k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v)
+        for k, v in batch["default_policy"].items()
+    }
+    return learner, {"default_policy": mod_batch}
+
+
+def _lr(learner) -> float:
+    ((_, optimizer),) = learner.get_optimizers_for_module("default_policy")
+    return optimizer.param_groups[0]["lr"]
+
+
+def _step(learner, batch, frames: int = 0) -> float:
+    """One update and RLlib's after-update hook; the KL the diagnostics logged."""
+    from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    learner._uncompiled_update(batch)
+    learner.after_gradient_based_update(timesteps={NUM_ENV_STEPS_SAMPLED_LIFETIME: frames})
+    return float(learner.metrics.peek(("default_policy", "diag_policy_kl")))
+
+
+def test_the_step_size_shrinks_and_grows_with_the_measured_kl():
+    # A target far below any update's KL: every measurement divides the step size by 1.5.
+    learner, batch = _kl_learner(lr_kl_target=1e-12)
+    try:
+        for k in range(1, 4):
+            assert _step(learner, batch) > 2e-12
+            assert learner._lr_factors["default_policy"] == pytest.approx(1.5**-k)
+            assert _lr(learner) == pytest.approx(0.003 * 1.5**-k)
+            logged = learner.metrics.peek(("default_policy", "diag_lr_factor"))
+            assert float(logged) == pytest.approx(1.5**-k)
+    finally:
+        learner.shutdown()
+    # A target far above: times 1.5 per measurement, up to the upper bound.
+    learner, batch = _kl_learner(lr_kl_target=1e3, lr_kl_factor_bounds=[0.5, 2.0])
+    try:
+        _step(learner, batch)
+        assert _lr(learner) == pytest.approx(0.003 * 1.5)
+        _step(learner, batch)
+        assert _lr(learner) == pytest.approx(0.003 * 2.0)
+    finally:
+        learner.shutdown()
+
+
+def test_the_factor_scales_a_scheduled_step_size_without_compounding():
+    learner, batch = _kl_learner(lr_kl_target=1e-12, lr_factors=[[0, 1.0], [1000, 0.5]])
+    try:
+        _step(learner, batch, frames=1000)
+        assert _lr(learner) == pytest.approx(0.0015 / 1.5)
+        # The hook again without a new measurement: the same step size, not scaled twice.
+        learner.after_gradient_based_update(timesteps={})
+        assert _lr(learner) == pytest.approx(0.003 / 1.5)  # frame 0 of the schedule, same factor
+    finally:
+        learner.shutdown()
+
+
+def test_the_factor_survives_the_learners_checkpoint(tmp_path):
+    learner, batch = _kl_learner(lr_kl_target=1e-12)
+    try:
+        _step(learner, batch)
+        _step(learner, batch)
+        assert learner.get_state()["lr_kl_factors"] == {"default_policy": pytest.approx(1.5**-2)}
+        learner.save_to_path(tmp_path / "learner")
+    finally:
+        learner.shutdown()
+    fresh, batch = _kl_learner(lr_kl_target=1e-12)
+    try:
+        assert fresh._lr_factors["default_policy"] == 1.0
+        fresh.restore_from_path(tmp_path / "learner")
+        assert fresh._lr_factors["default_policy"] == pytest.approx(1.5**-2)
+        _step(fresh, batch)
+        assert _lr(fresh) == pytest.approx(0.003 * 1.5**-3)
+    finally:
+        fresh.shutdown()
+
+
+def test_without_a_kl_target_the_step_size_is_the_configured_one():
+    learner, batch = _kl_learner()
+    try:
+        for _ in range(2):
+            assert _step(learner, batch) > 0
+        assert _lr(learner) == pytest.approx(0.003)
+        with pytest.raises(KeyError):
+            learner.metrics.peek(("default_policy", "diag_lr_factor"))
+        assert "lr_kl_factors" not in learner.get_state()
+    finally:
+        learner.shutdown()
+
+
+def test_bad_kl_target_settings_name_the_key():
+    for overrides, key in (
+        ({"training.lr_kl_target": 0.0}, "lr_kl_target"),
+        ({"training.lr_kl_factor_bounds": [2.0, 10.0]}, "lr_kl_factor_bounds"),
+        ({"training.lr_kl_factor_bounds": [0.0, 10.0]}, "lr_kl_factor_bounds"),
+        ({"training.lr_kl_target": 0.01, "training.diagnostics_every": 0}, "diagnostics_every"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_config(RunSettings, overrides=overrides)

@@ -4,7 +4,8 @@ Each argument is ``NAME=PATH``, PATH a run folder (or its ``progress.csv``). Per
 the mean return over the last 20% of the frames (as ``bench/learning.py`` measures it), the mean
 return in each fifth of the frames, and the means over the first and the last fifth of the learner's
 diagnostics (``diag/*``, docs/training.md): the KL of one update, the mean |log rho|, the slot
-spread, the forget gate.
+spread, the forget gate, and of the step size in use (``lr``: it moves with
+``training.lr_kl_target``).
 
     python bench/ablation_table.py rmc=runs/a lstm=runs/b
     python bench/ablation_table.py --records bench/records/rmc_ablations   # every CSV there
@@ -33,6 +34,7 @@ DIAGNOSTICS = {
     "abs log rho": "diag/log_rho",
     "slot spread": "diag/slot_spread",
     "forget gate": "diag/forget_gate",
+    "step size": "lr",
 }
 
 

@@ -26,8 +26,8 @@ def test_the_ablation_table_and_its_plot_from_records(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
     for name, slope in (("rmc-seed1", 1.0), ("rmc-seed2", 3.0), ("lstm-seed1", 2.0)):
-        rows = ["env_steps,episode_return_mean"]
-        rows += [f"{step},{slope * step / 100}" for step in range(100, 1100, 100)]
+        rows = ["env_steps,episode_return_mean,lr"]
+        rows += [f"{step},{slope * step / 100},{step * 1.6e-5}" for step in range(100, 1100, 100)]
         (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
     png = tmp_path / "curves.png"
     proc = subprocess.run(
@@ -41,6 +41,10 @@ def test_the_ablation_table_and_its_plot_from_records(tmp_path):
     # the last 20% of frames (the rows from 800 on): rmc seeds 9 and 27, lstm 18
     rmc = next(line for line in proc.stdout.splitlines() if line.startswith("| rmc |"))
     assert rmc == "| rmc | 1,2 | 9.0 / 27.0 | 18.0 | 9.0-27.0 |"
+    # the per-run table: a run's step size over its first and last fifth (rows 100-200: 2.4e-3;
+    # rows 800-1000: 1.44e-2), "-" for a diagnostic the run did not log
+    run = next(line for line in proc.stdout.splitlines() if line.startswith("| rmc-seed1 |"))
+    assert run.endswith("| - | - | - | - | 2.4e-03 / 0.014 |"), run
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -28,6 +28,7 @@ settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 ``image_pool x image_pool`` blocks before it is flattened or made rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``skip`` (``False``: the heads also see the torso's features beside the core's output),
 ``output_scale`` (1.0: the core's output is multiplied by it before the heads),
+``value_trains_core`` (``True``; ``False``: the value loss's gradient stops at the core's output),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
 :mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
 """
@@ -79,6 +80,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "head_hiddens": [],
     "skip": False,
     "output_scale": 1.0,
+    "value_trains_core": True,
     "max_seq_len": 22,
     "cuda_graphs": True,
 }
@@ -188,6 +190,10 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         # features are not). How far one Adam step moves the logits grows with the size of the
         # heads' inputs; the RMC's memory is about ten times the LSTM's h (docs/cores.md).
         self.output_scale = float(cfg.get("output_scale", 1.0))
+        # value_trains_core False: the value head reads the core's output with its gradient
+        # stopped, so that the core is shaped by the policy loss alone.
+        self.core_out_size = out
+        self.value_trains_core = bool(cfg.get("value_trains_core", True))
         self.pi_torso = _mlp(head_sizes)
         self.vf_torso = _mlp(head_sizes)
         self.pi = nn.Linear(head_sizes[-1], num_logits)
@@ -337,4 +343,7 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         """Value estimates ``[B, T]`` (``[B]`` for ``mlp``), reusing ``embeddings`` if given."""
         if embeddings is None:
             embeddings, _ = self._unroll(batch)
+        if not self.value_trains_core:
+            core_part = embeddings[..., : self.core_out_size].detach()
+            embeddings = torch.cat([core_part, embeddings[..., self.core_out_size :]], dim=-1)
         return self.vf(self.vf_torso(embeddings)).squeeze(-1)

@@ -65,6 +65,9 @@ class ModelSettings:
     head_hiddens: list[int] = field(default_factory=list)
     skip: bool = False  # the heads also see the torso's features beside the core's output
     output_scale: float = 1.0  # the core's output times this before the heads (docs/cores.md)
+    # false: the value loss's gradient stops at the core's output (the value head still reads it;
+    # the core learns from the policy loss alone, the torso also from the value through the skip)
+    value_trains_core: bool = True
     prev_action: bool = False
     prev_reward: bool = False
     max_seq_len: int = 22  # rollout_fragment_length + 2: one learner chunk per fragment
@@ -124,6 +127,7 @@ class ModelSettings:
             "head_hiddens": list(self.head_hiddens),
             "skip": self.skip,
             "output_scale": self.output_scale,
+            "value_trains_core": self.value_trains_core,
             "max_seq_len": self.max_seq_len,
             "cuda_graphs": self.cuda_graphs,
         }

@@ -451,3 +451,51 @@ def test_skip_and_output_scale_shape_what_the_heads_see(core):
     torch.testing.assert_close(ours[..., size:], feats)
     logits = scaled.forward_train(batch)[Columns.ACTION_DIST_INPUTS]
     torch.testing.assert_close(logits, scaled.pi(scaled.pi_torso(ours)))
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
+def test_value_trains_core_false_stops_the_value_gradient_at_the_cores_output(core):
+    """``model.value_trains_core: false``: the value loss gives the core no gradient, but still the
+    value head and, through the skip, the torso; the values themselves are unchanged."""
+    from rmc_agents.rl.settings import ModelSettings
+
+    space = gym.spaces.Box(0.0, 1.0, (5, 5, 3), np.float32)
+    modules = []
+    for trains in (True, False):
+        settings = ModelSettings(core=core, mem_slots=2, head_size=8, num_heads=2, hidden_size=16)
+        settings.skip, settings.value_trains_core = True, trains
+        torch.manual_seed(0)
+        modules.append(
+            RecurrentAgentModule(
+                observation_space=space,
+                action_space=gym.spaces.Discrete(5),
+                model_config=settings.rllib_model_config(),
+            )
+        )
+    rng = np.random.default_rng(0)
+    obs = torch.as_tensor(rng.random((3, 4, 5, 5, 3), dtype=np.float32))
+    grads, values = [], []
+    for module in modules:
+        batch = {Columns.OBS: obs if core != "mlp" else obs[:, 0]}
+        if core != "mlp":
+            state = module.get_initial_state()
+            batch[Columns.STATE_IN] = {
+                k: torch.as_tensor(np.repeat(v[None], 3, axis=0)) for k, v in state.items()
+            }
+        out = module.forward_train(batch)
+        value = module.compute_values(batch, out[Columns.EMBEDDINGS])
+        value.sum().backward()
+        values.append(value.detach())
+        grads.append(
+            {
+                group: sum(
+                    float(p.grad.abs().sum())
+                    for name, p in module.named_parameters()
+                    if name.startswith(group) and p.grad is not None
+                )
+                for group in ("core", "encoder", "vf")
+            }
+        )
+    torch.testing.assert_close(values[0], values[1])
+    assert grads[0]["core"] > 0 and grads[1]["core"] == 0
+    assert grads[1]["encoder"] > 0 and grads[1]["vf"] > 0

@@ -15,6 +15,7 @@ project) uses it when ``training.optimizer`` is ``rmsprop``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from torch.optim import Optimizer
 from rmc_agents.rl.allocator import keep_freed_memory
 from rmc_agents.rl.diagnostics import Diagnostics
 from rmc_agents.rl.fault_tolerance import NonFiniteGuard
-from rmc_agents.rl.settings import OPTIMIZERS
+from rmc_agents.rl.settings import LR_KL_FACTOR_BOUNDS, OPTIMIZERS
 from rmc_agents.rl.vtrace import BootstrapVTraceAPPOLearner, BootstrapVTraceLearner
 
 __all__ = [
@@ -110,12 +111,12 @@ KL_STEP = 1.5
 
 
 def next_lr_factor(
-    factor: float, kl: float, target: float, bounds: tuple[float, float] = (0.01, 10.0)
+    factor: float, kl: float, target: float, bounds: tuple[float, float] = LR_KL_FACTOR_BOUNDS
 ) -> float:
     """The step-size factor after a measured policy KL per update: times :data:`KL_STEP` when
     ``kl`` is below ``target / 2``, divided by it above ``2 * target``, unchanged between (and
     for a non-finite ``kl``); kept within ``bounds``."""
-    if kl != kl or kl in (float("inf"), float("-inf")):
+    if not math.isfinite(kl):
         return factor
     if kl < target / 2:
         factor *= KL_STEP
@@ -135,9 +136,6 @@ class _ScaledSchedule:
     def update(self, timestep: int) -> float:
         return self.schedule.update(timestep=timestep) * self.factors[self.module_id]
 
-    def get_current_value(self) -> float:
-        return self.schedule.get_current_value() * self.factors[self.module_id]
-
 
 class KLStepSize:
     """Learner mixin (before :class:`~rmc_agents.rl.diagnostics.Diagnostics` among the bases):
@@ -153,16 +151,16 @@ class KLStepSize:
     """
 
     _lr_factors: dict
-
-    def _lr_kl_settings(self) -> tuple[float | None, tuple[float, float]]:
-        settings = self.config.learner_config_dict or {}
-        bounds = settings.get("lr_kl_factor_bounds", (0.01, 10.0))
-        return settings.get("lr_kl_target"), (float(bounds[0]), float(bounds[1]))
+    _lr_kl_target: float | None = None
 
     def build(self, *args: Any, **kwargs: Any) -> None:
         super().build(*args, **kwargs)
+        settings = self.config.learner_config_dict or {}
+        self._lr_kl_target = settings.get("lr_kl_target")
+        low, high = settings.get("lr_kl_factor_bounds", LR_KL_FACTOR_BOUNDS)
+        self._lr_kl_bounds = (float(low), float(high))
         self._lr_factors = {module_id: 1.0 for module_id in self.module.keys()}
-        if self._lr_kl_settings()[0] is None:
+        if self._lr_kl_target is None:
             return
         for name, optimizer in self._named_optimizers.items():
             schedule = self._optimizer_lr_schedules.get(optimizer)
@@ -177,16 +175,17 @@ class KLStepSize:
 
     def _policy_kl_measured(self, module_id: Any, kl: float) -> None:
         super()._policy_kl_measured(module_id, kl)
-        target, bounds = self._lr_kl_settings()
-        if target is None or module_id not in self._lr_factors:
+        if self._lr_kl_target is None or module_id not in self._lr_factors:
             return
-        factor = next_lr_factor(self._lr_factors[module_id], kl, target, bounds)
+        factor = next_lr_factor(
+            self._lr_factors[module_id], kl, self._lr_kl_target, self._lr_kl_bounds
+        )
         self._lr_factors[module_id] = factor
         self.metrics.log_value((module_id, "diag_lr_factor"), factor, window=1)
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict:
         state = super().get_state(*args, **kwargs)
-        if self._lr_kl_settings()[0] is not None:
+        if self._lr_kl_target is not None:
             state["lr_kl_factors"] = dict(self._lr_factors)
         return state
 

@@ -135,6 +135,9 @@ class ModelSettings:
 
 OPTIMIZERS = ("adam", "rmsprop")
 
+#: ``training.lr_kl_factor_bounds`` by default: the KL-following step stays within 0.01-10x lr.
+LR_KL_FACTOR_BOUNDS = (0.01, 10.0)
+
 #: The learner's diagnostics (rmc_agents.rl.diagnostics), each logged as
 #: ``learners/<module>/<key>`` and written to progress.csv as ``diag/<key without diag_>``.
 DIAGNOSTIC_KEYS = (
@@ -195,7 +198,7 @@ class TrainingSettings:
     # KLStepSize: at each diagnostics measurement lr x 1.5 below target/2, / 1.5 above 2 x target,
     # the factor kept within lr_kl_factor_bounds); null: off
     lr_kl_target: float | None = None
-    lr_kl_factor_bounds: tuple[float, float] = (0.01, 10.0)
+    lr_kl_factor_bounds: tuple[float, float] = LR_KL_FACTOR_BOUNDS
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):

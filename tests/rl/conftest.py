@@ -83,3 +83,32 @@ _TINY = {
 def tiny() -> dict:
     """Overrides for a small model, one EnvRunner and short iterations."""
     return dict(_TINY)
+
+
+def learner_and_batch(run):
+    """A learner built from ``run`` (a ``RunSettings``, ``num_env_runners`` 0) and one train batch
+    of its own play, as tensors keyed by module id: what a test needs to call
+    ``learner._uncompiled_update(batch)`` by hand. The caller shuts the learner down."""
+    import numpy as np
+    import torch
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    from rmc_agents.rl.algorithms import build_algo_config
+
+    config = build_algo_config(run)
+    runner = SingleAgentEnvRunner(config=config)
+    try:
+        episodes = [e.to_numpy() for e in runner.sample(random_actions=False)]
+        learner = config.build_learner(
+            spaces={"default_policy": runner.get_spaces()["__env_single__"]}
+        )
+    finally:
+        runner.stop()
+    batch = learner._learner_connector(
+        rl_module=learner.module, batch={}, episodes=episodes, shared_data={}
+    )
+    tensors = {
+        k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v)
+        for k, v in batch["default_policy"].items()
+    }
+    return learner, {"default_policy": tensors}

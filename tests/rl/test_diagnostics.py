@@ -14,6 +14,8 @@ from rmc_agents.core import RelationalMemory
 from rmc_agents.rl.diagnostics import _group_of, memory_stats, rho_value_stats, slot_spread
 from rmc_agents.rl.settings import DIAGNOSTIC_KEYS, RunSettings
 
+from .conftest import learner_and_batch
+
 
 def _spread_reference(memory: np.ndarray) -> float:
     slots = memory.shape[0]
@@ -129,32 +131,15 @@ def test_the_learner_logs_the_kl_of_its_own_update(ray_cluster):
     """One IMPALA update of a small RMC: the logged KL equals the KL between the policy before
     and after, recomputed here from a copy of the module; the memory and gate values are there."""
     from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
-    from rmc_agents.rl.algorithms import build_algo_config
 
     run = RunSettings()
     run.model.mem_slots, run.model.head_size, run.model.num_heads = 2, 8, 2
     run.resources.num_env_runners, run.resources.envs_per_runner = 0, 4
     run.training.diagnostics_every = 1
-    config = build_algo_config(run)
-    runner = SingleAgentEnvRunner(config=config)
-    try:
-        episodes = [e.to_numpy() for e in runner.sample(random_actions=False)]
-        learner = config.build_learner(
-            spaces={"default_policy": runner.get_spaces()["__env_single__"]}
-        )
-        batch = learner._learner_connector(
-            rl_module=learner.module, batch={}, episodes=episodes, shared_data={}
-        )
-    finally:
-        runner.stop()
+    learner, batch = learner_and_batch(run)
     module = learner.module["default_policy"]
     before = copy.deepcopy(module)
-    mod_batch = {
-        k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v)
-        for k, v in batch["default_policy"].items()
-    }
+    mod_batch = batch["default_policy"]
     learner._uncompiled_update({"default_policy": mod_batch})
     stats = {
         key: float(learner.metrics.peek(("default_policy", key), default=np.nan))

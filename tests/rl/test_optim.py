@@ -10,6 +10,8 @@ from rmc_agents.config import ConfigError, load_config
 from rmc_agents.rl.optim import AgentLearner, TFRMSprop
 from rmc_agents.rl.settings import RunSettings
 
+from .conftest import learner_and_batch
+
 
 def _reference(w: np.ndarray, grads: list[np.ndarray], lr: float, decay: float, eps: float):
     """TF1 RMSPropOptimizer, momentum 0: ms starts at 1, eps under the square root."""
@@ -115,10 +117,6 @@ def test_next_lr_factor_follows_the_rule_within_its_bounds():
 def _kl_learner(**training):
     """A small GRU IMPALA learner on CartPole with ``training`` settings, and one batch of its
     own play."""
-    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
-
-    from rmc_agents.rl.algorithms import build_algo_config
-
     overrides = {
         "env": "CartPole-v1",
         "algo": "impala",
@@ -130,23 +128,7 @@ def _kl_learner(**training):
         "resources.envs_per_runner": 4,
     }
     overrides.update({f"training.{key}": value for key, value in training.items()})
-    config = build_algo_config(load_config(RunSettings, overrides=overrides))
-    runner = SingleAgentEnvRunner(config=config)
-    try:
-        episodes = [e.to_numpy() for e in runner.sample(random_actions=False)]
-        learner = config.build_learner(
-            spaces={"default_policy": runner.get_spaces()["__env_single__"]}
-        )
-    finally:
-        runner.stop()
-    batch = learner._learner_connector(
-        rl_module=learner.module, batch={}, episodes=episodes, shared_data={}
-    )
-    mod_batch = {
-        k: (torch.as_tensor(v) if isinstance(v, np.ndarray) else v)
-        for k, v in batch["default_policy"].items()
-    }
-    return learner, {"default_policy": mod_batch}
+    return learner_and_batch(load_config(RunSettings, overrides=overrides))
 
 
 def _lr(learner) -> float:

@@ -14,7 +14,12 @@ mean and range over seeds, goes to ``<out>/table.md`` and ``<out>/results.json``
 ``--records DIR`` tabulates a folder of run curves instead (no training, no POPGym needed): files
 ``popgym-<Env>-v0-<model>-seed<N>.csv``, as ``bench/sweep_records.py --name
 '{env}-<model>-seed{seed}'`` names a sweep's trials. Below the table it counts the envs where the
-first model's mean is at or above the best mean of the others.
+first model's mean is at or above the best mean of the others. With ``--pick``, models named
+``<core>_<setting>`` (e.g. ``rmc_out01``) count as settings of ``<core>``: one column per core, each
+env's cell the core's setting with the highest mean (the same selection for every core; give every
+core the same number of settings for a fair pick).
+
+    python bench/popgym_table.py --records bench/records/popgym_sized --pick
 
 Every run takes ``--config`` (default ``configs/popgym.yaml``: PPO, 64 envs x 20 steps a batch, 10
 passes in two minibatches); ``--algo`` overrides its algorithm, ``--set KEY=VALUE`` any setting.
@@ -63,9 +68,17 @@ def main() -> int:
     p.add_argument("--out", default="results/popgym")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--records", type=Path, help="tabulate the run curves in this folder instead")
+    p.add_argument(
+        "--pick",
+        action="store_true",
+        help="with --records: one column per core, each env's cell the core's setting with the "
+        "highest mean (models named <core>_<setting> are settings of <core>)",
+    )
     args = p.parse_args()
     if args.records is not None:
-        return report_records(args.records, _names(args.models), _names(args.envs))
+        return report_records(args.records, _names(args.models), _names(args.envs), args.pick)
+    if args.pick:
+        p.error("--pick needs --records")
     args.envs = args.envs or ",".join(ENVS)
     args.models = args.models or "rmc,lstm,gru,dnc,mlp"
     try:
@@ -152,7 +165,9 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-def report_records(records: Path, models: list[str] | None, envs: list[str] | None) -> int:
+def report_records(
+    records: Path, models: list[str] | None, envs: list[str] | None, pick: bool = False
+) -> int:
     """The MMER table of the curves in ``records`` (see the module's docstring)."""
     if not records.is_dir():
         print(f"error: --records {records}: not a folder", file=sys.stderr)
@@ -193,21 +208,41 @@ def report_records(records: Path, models: list[str] | None, envs: list[str] | No
         "| env | " + " | ".join(models) + " |",
         "|---|" + "---:|" * len(models),
     ]
+    cells: dict[tuple[str, str], str] = {}
     means: dict[tuple[str, str], float] = {}
     for env in envs:
-        cells = []
         for model in models:
             found = sorted(runs.get((env, model), []))
             if not found:
-                cells.append("-")
                 continue
             best = [b for _, b, _ in found]
             means[env, model] = statistics.mean(best)
             spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
             seeds = ",".join(str(seed) for seed, _, _ in found)
-            cells.append(f"{means[env, model]:.2f}{spread} [seeds {seeds}]")
-        lines.append(f"| {env} | " + " | ".join(cells) + " |")
-    first, others = models[0], models[1:]
+            cells[env, model] = f"{means[env, model]:.2f}{spread} [seeds {seeds}]"
+    columns = models
+    if pick:  # one column per core: per env, the setting of that core with the highest mean
+        cores = sorted({m.split("_", 1)[0] for m in models}, key=lambda c: (c != "rmc", c))
+        settings = {c: [m for m in models if m.split("_", 1)[0] == c] for c in cores}
+        for env in envs:
+            for core in cores:
+                tried = [m for m in settings[core] if (env, m) in means]
+                if not tried:
+                    continue
+                top = max(tried, key=lambda m: means[env, m])
+                setting = top.split("_", 1)[1] if "_" in top else "base"
+                means[env, core] = means[env, top]
+                cells[env, core] = cells[env, top].replace(" [seeds", f" [{setting}; seeds")
+        lines[0] += "; each core at its best setting per env"
+        lines.insert(
+            1, "settings per core: " + "; ".join(f"{c} {', '.join(settings[c])}" for c in cores)
+        )
+        columns = cores
+    lines[-2:] = ["| env | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for env in envs:
+        row = [cells.get((env, c), "-") for c in columns]
+        lines.append(f"| {env} | " + " | ".join(row) + " |")
+    first, others = columns[0], columns[1:]
     compared = [e for e in envs if (e, first) in means and all((e, m) in means for m in others)]
     if others and compared:
         ahead = [e for e in compared if means[e, first] >= max(means[e, m] for m in others)]

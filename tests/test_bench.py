@@ -236,6 +236,54 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
     )
 
 
+def test_the_popgym_table_picks_each_cores_best_setting_per_env(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    curves = {  # MMER = the best running mean of a run
+        "popgym-RepeatFirstEasy-v0-rmc-seed0": [0.2],
+        "popgym-RepeatFirstEasy-v0-rmc-seed1": [0.4],
+        "popgym-RepeatFirstEasy-v0-rmc_out01-seed0": [0.1],
+        "popgym-RepeatFirstEasy-v0-lstm-seed0": [0.5],
+        "popgym-RepeatFirstEasy-v0-lstm_out01-seed0": [0.2],
+        "popgym-HigherLowerEasy-v0-rmc-seed0": [0.3],
+        "popgym-HigherLowerEasy-v0-rmc_out01-seed0": [0.6],
+        "popgym-HigherLowerEasy-v0-rmc_out01-seed1": [0.4],
+        "popgym-HigherLowerEasy-v0-lstm-seed0": [0.45],
+    }
+    for name, means in curves.items():
+        rows = ["env_steps,episode_return_mean"]
+        rows += [f"{100 * (i + 1)},{m}" for i, m in enumerate(means)]
+        (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records), "--pick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1] == "settings per core: rmc rmc, rmc_out01; lstm lstm, lstm_out01"
+    assert "| env | rmc | lstm |" in lines
+    # the RMC's base (mean 0.30) beats its out01 (0.10) on RepeatFirst; out01 (0.50) on HigherLower
+    assert (
+        "| RepeatFirstEasy | 0.30 (0.20 to 0.40) [base; seeds 0,1] | 0.50 [base; seeds 0] |"
+        in lines
+    )
+    assert (
+        "| HigherLowerEasy | 0.50 (0.40 to 0.60) [out01; seeds 0,1] | 0.45 [base; seeds 0] |"
+        in lines
+    )
+    assert lines[-1] == "rmc at or above the best of lstm: 1 of 2 envs (HigherLowerEasy)"
+    # without --records there is nothing to pick from
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--pick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--pick needs --records" in proc.stderr
+
+
 def _saved_policy(path: Path, core: str, core_kwargs: dict) -> Path:
     import gymnasium as gym
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec

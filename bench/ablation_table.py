@@ -88,7 +88,7 @@ def _fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}" if abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
 
 
-def table(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
+def table(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
     head = ["run", "frames", "last 20%", "per fifth"]
     for name in DIAGNOSTICS:
         head.append(f"{name} first / last fifth")
@@ -96,8 +96,8 @@ def table(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
     for name, path in runs:
         rows = _rows(path, frames)
         returns = fifths(rows, "episode_return_mean")
-        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(rows))]
-        cells.append(" / ".join(_fmt(v, 0) for v in returns))
+        cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(rows), digits)]
+        cells.append(" / ".join(_fmt(v, digits - 1) for v in returns))
         for column in DIAGNOSTICS.values():
             if column in rows[0]:
                 values = fifths(rows, column)
@@ -117,7 +117,7 @@ def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10
     return means[int(cut * draws)], means[min(draws - 1, int((1.0 - cut) * draws))]
 
 
-def groups(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
+def groups(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
     """Per variant (a run's name without its ``-seedN...`` part): the seeds' last-20% returns,
     their mean and a 95% bootstrap interval of the mean (a repeated seed counts once: its first)."""
     by_group: dict[str, dict[str, float]] = {}
@@ -132,10 +132,11 @@ def groups(runs: list[tuple[str, Path]], frames: int | None = None) -> str:
     for group, seeds in by_group.items():
         values = [seeds[s] for s in sorted(seeds, key=int)]
         low, high = bootstrap_interval(values)
+        sep = " to " if low < 0 else "-"  # "-0.48 to -0.46", not "-0.48--0.46"
         lines.append(
             f"| {group} | {','.join(sorted(seeds, key=int))} | "
-            f"{' / '.join(_fmt(v) for v in values)} | {_fmt(sum(values) / len(values))} | "
-            f"{_fmt(low)}-{_fmt(high)} |"
+            f"{' / '.join(_fmt(v, digits) for v in values)} | "
+            f"{_fmt(sum(values) / len(values), digits)} | {_fmt(low, digits)}{sep}{_fmt(high, digits)} |"
         )
     return "\n".join(lines)
 
@@ -163,6 +164,12 @@ def main() -> None:
     p.add_argument("--plot", type=Path, help="also draw the return curves into this PNG file")
     p.add_argument("--title", default="", help="the plot's title")
     p.add_argument("--frames", type=int, help="read each run only up to this many frames")
+    p.add_argument(
+        "--digits",
+        type=int,
+        default=1,
+        help="decimals of the returns (default 1; per fifth one fewer), e.g. 3 for returns in [-1, 1]",
+    )
     args = p.parse_args()
     runs = []
     for item in args.runs:
@@ -172,9 +179,11 @@ def main() -> None:
         runs += [(f.stem, f) for f in sorted(Path(args.records).glob("*.csv"))]
     if not runs:
         p.error("give NAME=PATH runs or --records")
-    print(table(runs, args.frames))
+    if args.digits < 1:
+        p.error(f"--digits must be at least 1, got {args.digits}")
+    print(table(runs, args.frames, args.digits))
     print()
-    print(groups(runs, args.frames))
+    print(groups(runs, args.frames, args.digits))
     if args.plot:
         plot(runs, args.plot, args.title, args.frames)
 

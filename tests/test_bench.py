@@ -68,6 +68,24 @@ def test_the_ablation_table_reads_runs_up_to_a_frame_budget(tmp_path):
     assert proc.returncode != 0 and "no rows up to 50 frames" in proc.stderr
 
 
+def test_the_ablation_table_shows_small_returns_with_more_digits(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    for name, level in (("rmc-seed1", -0.482), ("rmc-seed2", -0.461)):
+        rows = ["env_steps,episode_return_mean"] + [f"{s},{level}" for s in range(100, 1100, 100)]
+        (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
+    command = [sys.executable, str(BENCH / "ablation_table.py"), "--records", str(records)]
+    proc = subprocess.run(command + ["--digits", "3"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    # the mean of the two seeds, and a negative interval written with "to"
+    assert "| rmc | 1,2 | -0.482 / -0.461 | -0.472 | -0.482 to -0.461 |" in lines
+    run = next(line for line in lines if line.startswith("| rmc-seed1 |"))
+    assert run.startswith("| rmc-seed1 | 1,000 | -0.482 | -0.48 / -0.48 / -0.48 / -0.48 / -0.48 |")
+    proc = subprocess.run(command + ["--digits", "0"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--digits must be at least 1, got 0" in proc.stderr
+
+
 def _fake_sweep(root: Path, trials: dict[str, tuple[dict, str]]) -> Path:
     """A sweep output folder: trial id -> (its config.yaml settings, summary's stopped_because)."""
     import json

@@ -3,11 +3,13 @@ run as a user runs it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -84,6 +86,40 @@ def test_the_ablation_table_shows_small_returns_with_more_digits(tmp_path):
     assert run.startswith("| rmc-seed1 | 1,000 | -0.482 | -0.48 / -0.48 / -0.48 / -0.48 / -0.48 |")
     proc = subprocess.run(command + ["--digits", "0"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--digits must be at least 1, got 0" in proc.stderr
+
+
+def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recall_probe", BENCH / "recall_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    x, y = probe.make_batch(torch.Generator().manual_seed(0), batch=3, length=9, symbols=4, lag=4)
+    assert x.shape == (3, 9, 4) and y.shape == (3, 5)
+    assert torch.equal(x.sum(-1), torch.ones(3, 9))  # one-hot
+    # the target at step t (t >= lag) is the symbol shown at t - lag
+    assert torch.equal(y, x.argmax(-1)[:, :5])
+    out = tmp_path / "probe.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "recall_probe.py"), "--cores", "rmc,gru", "--steps", "4"]
+        + ["--every", "2", "--length", "6", "--lag", "2", "--batch", "4", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "rmc step 2 accuracy " in proc.stdout and "gru step 4 accuracy " in proc.stdout
+    results = json.loads(out.read_text())["results"]
+    assert [r["core"] for r in results] == ["rmc", "gru"]
+    assert all(len(r["curve"]) == 2 and 0 <= r["curve"][-1][1] <= 1 for r in results)
+    assert results[1]["params"] == 4 * 64 + 64 + 3 * (64 * 146 + 146 * 146 + 2 * 146) + 4 * 210 + 4
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "recall_probe.py"), "--cores", "rmc,transformer"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--cores: unknown transformer" in proc.stderr
 
 
 def _fake_sweep(root: Path, trials: dict[str, tuple[dict, str]]) -> Path:

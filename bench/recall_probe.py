@@ -1,0 +1,138 @@
+"""A supervised probe of a core's recall: name the symbol seen ``--lag`` steps ago.
+
+The task is POPGym's RepeatPrevious without reinforcement learning: a stream of random symbols
+(one-hot), and at every step from ``lag`` on the target is the symbol of ``lag`` steps before.
+Each core sits in the agent's layout (a 64-unit ReLU torso, the core, a linear head reading the
+core's output beside the torso's features, as ``model.skip`` does) at the size-matched POPGym
+sizes (RMC 4 x 4 x 32 with slot vectors and a bounded memory, LSTM 124, GRU 146), and trains with
+Adam on the cross-entropy of the scored steps. It prints the accuracy on each batch every
+``--every`` steps: how fast a core learns the recall when the gradient says exactly what to
+keep, apart from how fast RL finds it.
+
+    python bench/recall_probe.py --cores rmc,gru,lstm --lag 4 --steps 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rmc_agents.core import RelationalMemory  # noqa: E402
+
+TORSO = 64
+CORES = ("rmc", "lstm", "gru")
+
+
+def make_batch(gen: torch.Generator, batch: int, length: int, symbols: int, lag: int):
+    """``(inputs [B, T, symbols] one-hot, targets [B, T - lag])``: target ``t`` is the symbol
+    at ``t`` (from step ``lag`` on) of ``lag`` steps before."""
+    seq = torch.randint(0, symbols, (batch, length), generator=gen)
+    return nn.functional.one_hot(seq, symbols).float(), seq[:, : length - lag]
+
+
+class Probe(nn.Module):
+    """Torso, core and a linear head over ``[core output * output_scale, torso features]``."""
+
+    def __init__(self, core: str, symbols: int, output_scale: float = 1.0):
+        super().__init__()
+        self.kind, self.output_scale = core, output_scale
+        self.torso = nn.Sequential(nn.Linear(symbols, TORSO), nn.ReLU())
+        if core == "rmc":
+            self.core = RelationalMemory(
+                TORSO, mem_slots=4, head_size=32, num_heads=4, coupled_gates=True,
+                slot_embeddings=True,
+            )  # fmt: skip
+            width = 4 * 4 * 32
+        elif core in ("lstm", "gru"):
+            width = 124 if core == "lstm" else 146
+            self.core = (nn.LSTM if core == "lstm" else nn.GRU)(TORSO, width, batch_first=True)
+        else:
+            raise ValueError(f"unknown core {core!r}: choose from {', '.join(CORES)}")
+        self.head = nn.Linear(width + TORSO, symbols)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.torso(x)
+        if self.kind == "rmc":
+            out = self.core.unroll(h, self.core.initial_state(x.shape[0]))[0]
+        else:
+            out = self.core(h)[0]
+        return self.head(torch.cat([out * self.output_scale, h], dim=-1))
+
+
+def train(core: str, args: argparse.Namespace) -> dict:
+    """Train one core; its accuracy curve, the first step at ``--target`` and the time taken."""
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    model = Probe(core, args.symbols, args.output_scale)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    curve, first, start = [], None, time.time()
+    for step in range(1, args.steps + 1):
+        x, y = make_batch(gen, args.batch, args.length, args.symbols, args.lag)
+        logits = model(x)[:, args.lag :]
+        loss = nn.functional.cross_entropy(logits.reshape(-1, args.symbols), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % args.every == 0:
+            acc = float((logits.argmax(-1) == y).float().mean())
+            curve.append([step, acc])
+            if first is None and acc >= args.target:
+                first = step
+            print(f"{core} step {step} accuracy {acc:.3f}", flush=True)
+    params = sum(p.numel() for p in model.parameters())
+    return {"core": core, "params": params, "curve": curve, "first_at_target": first,
+            "seconds": round(time.time() - start, 1)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cores", default="rmc,gru,lstm", help=f"comma-separated, of {CORES}")
+    p.add_argument("--lag", type=int, default=4, help="how many steps back (RepeatPreviousEasy: 4)")
+    p.add_argument("--symbols", type=int, default=4, help="how many symbols (cards' suits: 4)")
+    p.add_argument("--length", type=int, default=40, help="steps per sequence")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=1500, help="optimizer steps per core")
+    p.add_argument("--lr", type=float, default=3e-4, help="Adam's step (configs/popgym.yaml's)")
+    p.add_argument("--output-scale", type=float, default=1.0, help="the core's output times this")
+    p.add_argument("--every", type=int, default=250, help="print the accuracy every N steps")
+    p.add_argument("--target", type=float, default=0.99, help="accuracy for first_at_target")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--out", type=Path, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    cores = [c.strip() for c in args.cores.split(",") if c.strip()]
+    bad = [c for c in cores if c not in CORES]
+    if bad or not cores:
+        p.error(
+            f"--cores: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(CORES)}"
+        )
+    if not 1 <= args.lag < args.length:
+        p.error(f"--lag must be at least 1 and below --length ({args.length}), got {args.lag}")
+    for name, least in (("symbols", 2), ("batch", 1), ("steps", 1), ("every", 1)):
+        if getattr(args, name) < least:
+            p.error(f"--{name} must be at least {least}, got {getattr(args, name)}")
+    if args.every > args.steps:
+        p.error(f"--every ({args.every}) must not exceed --steps ({args.steps})")
+    torch.set_num_threads(args.threads)
+    results = [train(core, args) for core in cores]
+    for r in results:
+        print(f"{r['core']}: {r['params']:,} parameters, accuracy {r['curve'][-1][1]:.3f} at "
+              f"{r['curve'][-1][0]} steps, first >= {args.target} at {r['first_at_target']}, "
+              f"{r['seconds']} s")  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)},
+                                        "results": results}, indent=1))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

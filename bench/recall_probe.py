@@ -3,8 +3,9 @@
 The task is POPGym's RepeatPrevious without reinforcement learning: a stream of random symbols
 (one-hot), and at every step from ``lag`` on the target is the symbol of ``lag`` steps before.
 Each core sits in the agent's layout (a 64-unit ReLU torso, the core, a linear head reading the
-core's output beside the torso's features, as ``model.skip`` does) at the size-matched POPGym
-sizes (RMC 4 x 4 x 32 with slot vectors and a bounded memory, LSTM 124, GRU 146), and trains with
+core's output beside the torso's features, as ``model.skip`` does), built as the agent builds it
+with the size-matched POPGym settings (RMC 4 x 4 x 32 with slot vectors and a bounded memory,
+LSTM 124, GRU 146: 94-97k parameters each with the torso and head), and trains with
 Adam on the cross-entropy of the scored steps. It prints the accuracy on each batch every
 ``--every`` steps: how fast a core learns the recall when the gradient says exactly what to
 keep, apart from how fast RL finds it.
@@ -25,7 +26,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmc_agents.core import RelationalMemory  # noqa: E402
+from rmc_agents.core import make_core  # noqa: E402
+from rmc_agents.rl.settings import ModelSettings  # noqa: E402
 
 TORSO = 64
 CORES = ("rmc", "lstm", "gru")
@@ -38,32 +40,31 @@ def make_batch(gen: torch.Generator, batch: int, length: int, symbols: int, lag:
     return nn.functional.one_hot(seq, symbols).float(), seq[:, : length - lag]
 
 
+# The cores' settings of the size-matched POPGym sweeps (configs/sweeps/popgym_sized_*.yaml).
+SETTINGS = {
+    "rmc": {"coupled_gates": True, "slot_embeddings": True},
+    "lstm": {"hidden_size": 124},
+    "gru": {"hidden_size": 146},
+}
+
+
 class Probe(nn.Module):
-    """Torso, core and a linear head over ``[core output * output_scale, torso features]``."""
+    """Torso, core and a linear head over ``[core output * output_scale, torso features]``; the
+    core built as the agent builds it (``ModelSettings.core_kwargs``, ``make_core``)."""
 
     def __init__(self, core: str, symbols: int, output_scale: float = 1.0):
         super().__init__()
-        self.kind, self.output_scale = core, output_scale
-        self.torso = nn.Sequential(nn.Linear(symbols, TORSO), nn.ReLU())
-        if core == "rmc":
-            self.core = RelationalMemory(
-                TORSO, mem_slots=4, head_size=32, num_heads=4, coupled_gates=True,
-                slot_embeddings=True,
-            )  # fmt: skip
-            width = 4 * 4 * 32
-        elif core in ("lstm", "gru"):
-            width = 124 if core == "lstm" else 146
-            self.core = (nn.LSTM if core == "lstm" else nn.GRU)(TORSO, width, batch_first=True)
-        else:
+        if core not in SETTINGS:
             raise ValueError(f"unknown core {core!r}: choose from {', '.join(CORES)}")
-        self.head = nn.Linear(width + TORSO, symbols)
+        self.output_scale = output_scale
+        self.torso = nn.Sequential(nn.Linear(symbols, TORSO), nn.ReLU())
+        kwargs = ModelSettings(core=core, **SETTINGS[core]).core_kwargs()
+        self.core = make_core(core, TORSO, **kwargs)
+        self.head = nn.Linear(self.core.output_size + TORSO, symbols)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.torso(x)
-        if self.kind == "rmc":
-            out = self.core.unroll(h, self.core.initial_state(x.shape[0]))[0]
-        else:
-            out = self.core(h)[0]
+        out = self.core.unroll(h, self.core.initial_state(x.shape[0]))[0]
         return self.head(torch.cat([out * self.output_scale, h], dim=-1))
 
 

@@ -30,7 +30,6 @@ from rmc_agents.core import make_core  # noqa: E402
 from rmc_agents.rl.settings import ModelSettings  # noqa: E402
 
 TORSO = 64
-CORES = ("rmc", "lstm", "gru")
 
 
 def make_batch(gen: torch.Generator, batch: int, length: int, symbols: int, lag: int):
@@ -46,6 +45,7 @@ SETTINGS = {
     "lstm": {"hidden_size": 124},
     "gru": {"hidden_size": 146},
 }
+CORES = tuple(SETTINGS)
 
 
 class Probe(nn.Module):

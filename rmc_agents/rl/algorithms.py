@@ -153,6 +153,7 @@ def build_algo_config(run: RunSettings) -> AlgorithmConfig:
             "diagnostics_every": tr.diagnostics_every,
             "lr_kl_target": tr.lr_kl_target,
             "lr_kl_factor_bounds": tuple(tr.lr_kl_factor_bounds),
+            "core_lr_factor": tr.core_lr_factor,
         },
     )
     # A lost EnvRunner (its process or node gone) is restarted by Ray and brought back into

@@ -34,10 +34,14 @@ __all__ = [
     "AgentAPPOLearner",
     "AgentLearner",
     "AgentPPOLearner",
+    "FactorAdam",
+    "FactorTFRMSprop",
+    "GroupFactors",
     "KLStepSize",
     "OptimizerChoice",
     "TargetsFromConfig",
     "TFRMSprop",
+    "core_param_groups",
 ]
 
 
@@ -79,25 +83,89 @@ class TFRMSprop(Optimizer):
         return loss
 
 
+class GroupFactors:
+    """Optimizer mixin: each parameter group steps with its ``lr`` times its ``lr_factor`` (1
+    where the group has none). RLlib's scheduler writes one ``lr`` into every group of an
+    optimizer after each update; the factors stay, so the groups keep their ratio under any
+    schedule (and under :class:`KLStepSize`)."""
+
+    param_groups: list[dict]
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        lrs = [group["lr"] for group in self.param_groups]
+        for group in self.param_groups:
+            group["lr"] = group["lr"] * group.get("lr_factor", 1.0)
+        try:
+            return super().step(closure)  # type: ignore[misc]
+        finally:
+            for group, lr in zip(self.param_groups, lrs, strict=True):
+                group["lr"] = lr
+
+
+class FactorAdam(GroupFactors, torch.optim.Adam):
+    """``torch.optim.Adam`` with a step-size factor per parameter group (:class:`GroupFactors`)."""
+
+
+class FactorTFRMSprop(GroupFactors, TFRMSprop):
+    """:class:`TFRMSprop` with a step-size factor per parameter group (:class:`GroupFactors`)."""
+
+
+def core_param_groups(module: torch.nn.Module, core_lr_factor: float) -> list[dict]:
+    """Two parameter groups of ``module``: its memory core's parameters (names under ``core.``)
+    with ``lr_factor=core_lr_factor``, and all others with factor 1. Raises ``ValueError`` when
+    the module has no core parameters (a memoryless model)."""
+    core, rest = [], []
+    for name, param in module.named_parameters():
+        # (a data-parallel wrapper names them ``module.core.*``)
+        (core if name.removeprefix("module.").startswith("core.") else rest).append(param)
+    if not core:
+        raise ValueError(
+            f"training.core_lr_factor={core_lr_factor} needs a memory core with parameters; "
+            "this model has none (set it to 1.0)"
+        )
+    groups = [{"params": core, "lr_factor": float(core_lr_factor)}]
+    if rest:
+        groups.append({"params": rest, "lr_factor": 1.0})
+    return groups
+
+
 class OptimizerChoice:
-    """Mixin for a torch learner: Adam or the IMPALA paper's RMSProp.
+    """Mixin for a torch learner: Adam or the IMPALA paper's RMSProp, with an optional step-size
+    factor for the memory core's parameters.
 
     ``learner_config_dict["optimizer"]``: ``adam`` (RLlib's default: ``torch.optim.Adam``) or
     ``rmsprop`` (:class:`TFRMSprop` with ``rmsprop_decay`` and ``rmsprop_eps``). The learning rate
-    (constant or annealed) is RLlib's scheduler's either way.
+    (constant or annealed) is RLlib's scheduler's either way. ``core_lr_factor`` (default 1):
+    other than 1, the core's parameters step with the learning rate times this factor and the
+    rest (torso, heads) with the learning rate (:class:`FactorAdam`, :class:`FactorTFRMSprop`;
+    one optimizer, so gradient clipping still sees the whole gradient).
     """
 
     def configure_optimizers_for_module(self, module_id: Any, config: Any = None) -> None:
         settings = (config or self.config).learner_config_dict or {}
         name = settings.get("optimizer", "adam")
-        if name == "adam":
-            return super().configure_optimizers_for_module(module_id, config)
-        if name != "rmsprop":
+        if name not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
-        params = self.get_parameters(self._module[module_id])
-        optimizer = TFRMSprop(
-            params, decay=settings.get("rmsprop_decay", 0.99), eps=settings.get("rmsprop_eps", 0.01)
-        )
+        core_lr_factor = float(settings.get("core_lr_factor", 1.0))
+        if name == "adam" and core_lr_factor == 1.0:
+            return super().configure_optimizers_for_module(module_id, config)
+        module = self._module[module_id]
+        params = self.get_parameters(module)
+        groups: Any = params
+        if core_lr_factor != 1.0:
+            groups = core_param_groups(module, core_lr_factor)
+            if sum(len(g["params"]) for g in groups) != len(params):
+                raise ValueError("core_lr_factor: the parameter groups miss some of the module's")
+        if name == "adam":
+            optimizer: Optimizer = FactorAdam(groups)
+        else:
+            rmsprop = TFRMSprop if core_lr_factor == 1.0 else FactorTFRMSprop
+            optimizer = rmsprop(
+                groups,
+                decay=settings.get("rmsprop_decay", 0.99),
+                eps=settings.get("rmsprop_eps", 0.01),
+            )
         self.register_optimizer(
             module_id=module_id,
             optimizer=optimizer,

@@ -199,6 +199,9 @@ class TrainingSettings:
     # the factor kept within lr_kl_factor_bounds); null: off
     lr_kl_target: float | None = None
     lr_kl_factor_bounds: tuple[float, float] = LR_KL_FACTOR_BOUNDS
+    # the memory core's parameters step with lr x this factor, the torso and heads with lr
+    # (rmc_agents.rl.optim.GroupFactors); 1: one step size for all
+    core_lr_factor: float = 1.0
 
     def validate(self) -> None:
         for name in ("lr", "grad_clip", "rollout_fragment_length", "train_batch_size"):
@@ -229,6 +232,7 @@ class TrainingSettings:
                 "training.lr_kl_factor_bounds must be [low, high] with 0 < low <= 1 <= high, "
                 f"got {list(self.lr_kl_factor_bounds)}"
             )
+        _positive("core_lr_factor", self.core_lr_factor)
         if self.lr_kl_target is not None:
             _positive("lr_kl_target", self.lr_kl_target)
             if self.diagnostics_every == 0:

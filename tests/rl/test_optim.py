@@ -222,3 +222,124 @@ def test_bad_kl_target_settings_name_the_key():
     ):
         with pytest.raises(ConfigError, match=key):
             load_config(RunSettings, overrides=overrides)
+
+
+# --- a step size for the memory core (training.core_lr_factor) ----------------------------------
+
+
+@pytest.mark.parametrize("cls", ["adam", "rmsprop"])
+def test_group_factors_step_each_group_as_its_own_optimizer_would(cls):
+    from rmc_agents.rl.optim import FactorAdam, FactorTFRMSprop
+
+    rng = np.random.default_rng(1)
+    w0 = [rng.normal(size=(3, 2)), rng.normal(size=4)]
+    grads = [[rng.normal(size=w.shape) * s for w in w0] for s in (0.3, 2.0, 0.05)]
+
+    def make(params, lr):
+        if cls == "adam":
+            return torch.optim.Adam(params, lr=lr)
+        return TFRMSprop(params, lr=lr)
+
+    grouped = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
+    factor_cls = FactorAdam if cls == "adam" else FactorTFRMSprop
+    opt = factor_cls([{"params": [grouped[0]], "lr_factor": 0.2}, {"params": [grouped[1]]}])
+    for group in opt.param_groups:  # as RLlib's scheduler sets it: one lr for every group
+        group["lr"] = 0.01
+    single = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
+    refs = [make([single[0]], 0.01 * 0.2), make([single[1]], 0.01)]
+    for g in grads:
+        for p, q, gi in zip(grouped, single, g, strict=True):
+            p.grad, q.grad = torch.tensor(gi), torch.tensor(gi)
+        opt.step()
+        for ref in refs:
+            ref.step()
+    for p, q in zip(grouped, single, strict=True):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), rtol=1e-12)
+    assert [group["lr"] for group in opt.param_groups] == [0.01, 0.01]  # the lr RLlib set, kept
+    assert not np.allclose(grouped[0].detach().numpy(), w0[0])
+
+
+def _factor_learner(core_lr_factor: float, **overrides):
+    run = load_config(
+        RunSettings,
+        overrides={
+            "env": "CartPole-v1",
+            "algo": "impala",
+            "model.core": "gru",
+            "model.hidden_size": 8,
+            "training.lr": 0.003,
+            "training.core_lr_factor": core_lr_factor,
+            "resources.num_env_runners": 0,
+            "resources.envs_per_runner": 4,
+            **overrides,
+        },
+    )
+    return learner_and_batch(run)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_core_lr_factor_scales_only_the_cores_first_step(optimizer):
+    from rmc_agents.rl.optim import FactorAdam, FactorTFRMSprop
+
+    scaled, batch = _factor_learner(0.25, **{"training.optimizer": optimizer})
+    plain, _ = _factor_learner(1.0, **{"training.optimizer": optimizer})
+    try:
+        a, b = scaled.module["default_policy"], plain.module["default_policy"]
+        b.load_state_dict(a.state_dict())
+        ((_, opt),) = scaled.get_optimizers_for_module("default_policy")
+        assert type(opt) is (FactorAdam if optimizer == "adam" else FactorTFRMSprop)
+        assert [g["lr_factor"] for g in opt.param_groups] == [0.25, 1.0]
+        core_ids = {id(p) for p in a.core.parameters()}
+        assert {id(p) for p in opt.param_groups[0]["params"]} == core_ids
+        before = {n: p.detach().clone() for n, p in a.named_parameters()}
+        scaled._uncompiled_update(batch)
+        plain._uncompiled_update(batch)
+        after_b = dict(b.named_parameters())
+        norms = {True: [0.0, 0.0], False: [0.0, 0.0]}  # in the core: [scaled, plain] squared
+        for name, param in a.named_parameters():
+            d_scaled = param.detach() - before[name]
+            d_plain = after_b[name].detach() - before[name]
+            # The same weights and batch give the same gradient: the first step of Adam or
+            # RMSProp is linear in the step size, so the core moves a quarter as far (up to a
+            # few float32 rounding steps of the weights).
+            in_core = name.startswith("core.")
+            expected = 0.25 if in_core else 1.0
+            torch.testing.assert_close(d_scaled, expected * d_plain, rtol=1e-3, atol=5e-8)
+            norms[in_core][0] += float(d_scaled.square().sum())
+            norms[in_core][1] += float(d_plain.square().sum())
+        assert norms[True][1] > 0 and norms[False][1] > 0
+        assert (norms[True][0] / norms[True][1]) ** 0.5 == pytest.approx(0.25, rel=1e-3)
+        assert (norms[False][0] / norms[False][1]) ** 0.5 == pytest.approx(1.0, rel=1e-3)
+    finally:
+        scaled.shutdown()
+        plain.shutdown()
+
+
+def test_core_lr_factor_one_keeps_rllibs_adam_and_bad_values_name_the_key():
+    learner, _ = _factor_learner(1.0)
+    try:
+        ((_, opt),) = learner.get_optimizers_for_module("default_policy")
+        assert type(opt) is torch.optim.Adam and len(opt.param_groups) == 1
+    finally:
+        learner.shutdown()
+    for bad in (0.0, -0.5):
+        with pytest.raises(ConfigError, match="core_lr_factor"):
+            load_config(RunSettings, overrides={"training.core_lr_factor": bad})
+
+
+def test_core_param_groups_refuse_a_model_without_a_core():
+    from rmc_agents.rl.optim import core_param_groups
+
+    torso = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="core_lr_factor=0.5 needs a memory core"):
+        core_param_groups(torso, 0.5)
+
+    class Agent(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.core, self.pi = (torch.nn.Linear(2, 2) for _ in range(3))
+
+    agent = Agent()
+    core, rest = core_param_groups(agent, 0.5)
+    assert core["params"] == list(agent.core.parameters()) and core["lr_factor"] == 0.5
+    assert len(rest["params"]) == 4 and rest["lr_factor"] == 1.0

@@ -220,10 +220,12 @@ def report_records(
             spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
             seeds = ",".join(str(seed) for seed, _, _ in found)
             cells[env, model] = f"{means[env, model]:.2f}{spread} [seeds {seeds}]"
-    columns = models
+    columns, shown, shown_cells = models, means, cells
     if pick:  # one column per core: per env, the setting of that core with the highest mean
         cores = sorted({m.split("_", 1)[0] for m in models}, key=lambda c: (c != "rmc", c))
         settings = {c: [m for m in models if m.split("_", 1)[0] == c] for c in cores}
+        # new tables: a core's column "rmc" is not its base setting "rmc"
+        shown, shown_cells = {}, {}
         for env in envs:
             for core in cores:
                 tried = [m for m in settings[core] if (env, m) in means]
@@ -231,8 +233,8 @@ def report_records(
                     continue
                 top = max(tried, key=lambda m: means[env, m])
                 setting = top.split("_", 1)[1] if "_" in top else "base"
-                means[env, core] = means[env, top]
-                cells[env, core] = cells[env, top].replace(" [seeds", f" [{setting}; seeds")
+                shown[env, core] = means[env, top]
+                shown_cells[env, core] = cells[env, top].replace(" [seeds", f" [{setting}; seeds")
         lines[0] += "; each core at its best setting per env"
         lines.insert(
             1, "settings per core: " + "; ".join(f"{c} {', '.join(settings[c])}" for c in cores)
@@ -240,12 +242,12 @@ def report_records(
         columns = cores
     lines[-2:] = ["| env | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
     for env in envs:
-        row = [cells.get((env, c), "-") for c in columns]
+        row = [shown_cells.get((env, c), "-") for c in columns]
         lines.append(f"| {env} | " + " | ".join(row) + " |")
     first, others = columns[0], columns[1:]
-    compared = [e for e in envs if (e, first) in means and all((e, m) in means for m in others)]
+    compared = [e for e in envs if (e, first) in shown and all((e, m) in shown for m in others)]
     if others and compared:
-        ahead = [e for e in compared if means[e, first] >= max(means[e, m] for m in others)]
+        ahead = [e for e in compared if shown[e, first] >= max(shown[e, m] for m in others)]
         lines += [
             "",
             f"{first} at or above the best of {', '.join(others)}: {len(ahead)} of "

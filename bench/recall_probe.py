@@ -39,13 +39,21 @@ def make_batch(gen: torch.Generator, batch: int, length: int, symbols: int, lag:
     return nn.functional.one_hot(seq, symbols).float(), seq[:, : length - lag]
 
 
-# The cores' settings of the size-matched POPGym sweeps (configs/sweeps/popgym_sized_*.yaml).
-SETTINGS = {
-    "rmc": {"coupled_gates": True, "slot_embeddings": True},
-    "lstm": {"hidden_size": 124},
-    "gru": {"hidden_size": 146},
-}
-CORES = tuple(SETTINGS)
+CORES = ("rmc", "lstm", "gru")
+SWEEPS = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+
+
+def sweep_model_settings(core: str) -> dict:
+    """The ``model.*`` settings (but ``core``) that ``configs/sweeps/popgym_sized_<core>.yaml``
+    sets: the size-matched POPGym core, read from the file the RL runs used."""
+    import yaml
+
+    data = yaml.safe_load((SWEEPS / f"popgym_sized_{core}.yaml").read_text())
+    return {
+        key.removeprefix("model."): value
+        for key, value in (data.get("set") or {}).items()
+        if key.startswith("model.") and key != "model.core"
+    }
 
 
 class Probe(nn.Module):
@@ -54,11 +62,11 @@ class Probe(nn.Module):
 
     def __init__(self, core: str, symbols: int, output_scale: float = 1.0):
         super().__init__()
-        if core not in SETTINGS:
+        if core not in CORES:
             raise ValueError(f"unknown core {core!r}: choose from {', '.join(CORES)}")
         self.output_scale = output_scale
         self.torso = nn.Sequential(nn.Linear(symbols, TORSO), nn.ReLU())
-        kwargs = ModelSettings(core=core, **SETTINGS[core]).core_kwargs()
+        kwargs = ModelSettings(core=core, **sweep_model_settings(core)).core_kwargs()
         self.core = make_core(core, TORSO, **kwargs)
         self.head = nn.Linear(self.core.output_size + TORSO, symbols)
 

@@ -99,6 +99,9 @@ def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core
     assert torch.equal(x.sum(-1), torch.ones(3, 9))  # one-hot
     # the target at step t (t >= lag) is the symbol shown at t - lag
     assert torch.equal(y, x.argmax(-1)[:, :5])
+    # each core as the POPGym sweep files set it, read from them
+    assert probe.sweep_model_settings("gru") == {"hidden_size": 146, "skip": True}
+    assert probe.sweep_model_settings("rmc")["slot_embeddings"] is True
     out = tmp_path / "probe.json"
     proc = subprocess.run(
         [sys.executable, str(BENCH / "recall_probe.py"), "--cores", "rmc,gru", "--steps", "4"]

@@ -91,7 +91,6 @@ class GroupFactors:
 
     param_groups: list[dict]
 
-    @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         lrs = [group["lr"] for group in self.param_groups]
         for group in self.param_groups:
@@ -155,8 +154,6 @@ class OptimizerChoice:
         groups: Any = params
         if core_lr_factor != 1.0:
             groups = core_param_groups(module, core_lr_factor)
-            if sum(len(g["params"]) for g in groups) != len(params):
-                raise ValueError("core_lr_factor: the parameter groups miss some of the module's")
         if name == "adam":
             optimizer: Optimizer = FactorAdam(groups)
         else:

@@ -170,6 +170,24 @@ class OptimizerChoice:
             lr_or_lr_schedule=(config or self.config).lr,
         )
 
+    def set_state(self, state: dict) -> None:
+        try:
+            super().set_state(state)  # type: ignore[misc]
+        except ValueError as exc:
+            if "parameter groups" not in str(exc):
+                raise
+            raise ValueError(
+                "cannot restore the optimizer: the checkpoint's has another number of parameter "
+                "groups than this run's (training.core_lr_factor is 1 in one and not in the "
+                "other); resume with the value the checkpoint was trained with"
+            ) from exc
+        # torch restores each group's hyperparameters from the checkpoint: the factor of this
+        # run's settings wins (a resumed run may change it)
+        factor = float((self.config.learner_config_dict or {}).get("core_lr_factor", 1.0))
+        for optimizer in self._named_optimizers.values():
+            if isinstance(optimizer, GroupFactors):
+                optimizer.param_groups[0]["lr_factor"] = factor
+
 
 #: How far one measurement moves the step-size factor (multiplied or divided by it).
 KL_STEP = 1.5

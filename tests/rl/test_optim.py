@@ -327,6 +327,29 @@ def test_core_lr_factor_one_keeps_rllibs_adam_and_bad_values_name_the_key():
             load_config(RunSettings, overrides={"training.core_lr_factor": bad})
 
 
+def test_a_checkpoint_with_another_core_lr_factor_is_one_clear_error(tmp_path):
+    saved, batch = _factor_learner(0.5)
+    try:
+        saved._uncompiled_update(batch)
+        saved.save_to_path(tmp_path / "learner")
+    finally:
+        saved.shutdown()
+    other, _ = _factor_learner(1.0)
+    try:
+        with pytest.raises(ValueError, match="training.core_lr_factor is 1 in one and not"):
+            other.restore_from_path(tmp_path / "learner")
+    finally:
+        other.shutdown()
+    same, _ = _factor_learner(0.25)  # another factor, the same two groups: restores
+    try:
+        same.restore_from_path(tmp_path / "learner")
+        ((_, opt),) = same.get_optimizers_for_module("default_policy")
+        assert [g["lr_factor"] for g in opt.param_groups] == [0.25, 1.0]  # this run's factor
+        assert opt.state  # and the checkpoint's moments
+    finally:
+        same.shutdown()
+
+
 def test_core_param_groups_refuse_a_model_without_a_core():
     from rmc_agents.rl.optim import core_param_groups
 

@@ -259,30 +259,17 @@ def test_group_factors_step_each_group_as_its_own_optimizer_would(cls):
     assert not np.allclose(grouped[0].detach().numpy(), w0[0])
 
 
-def _factor_learner(core_lr_factor: float, **overrides):
-    run = load_config(
-        RunSettings,
-        overrides={
-            "env": "CartPole-v1",
-            "algo": "impala",
-            "model.core": "gru",
-            "model.hidden_size": 8,
-            "training.lr": 0.003,
-            "training.core_lr_factor": core_lr_factor,
-            "resources.num_env_runners": 0,
-            "resources.envs_per_runner": 4,
-            **overrides,
-        },
-    )
-    return learner_and_batch(run)
+def _factor_learner(core_lr_factor: float, **training):
+    """:func:`_kl_learner` with ``training.core_lr_factor``."""
+    return _kl_learner(core_lr_factor=core_lr_factor, **training)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_core_lr_factor_scales_only_the_cores_first_step(optimizer):
     from rmc_agents.rl.optim import FactorAdam, FactorTFRMSprop
 
-    scaled, batch = _factor_learner(0.25, **{"training.optimizer": optimizer})
-    plain, _ = _factor_learner(1.0, **{"training.optimizer": optimizer})
+    scaled, batch = _factor_learner(0.25, optimizer=optimizer)
+    plain, _ = _factor_learner(1.0, optimizer=optimizer)
     try:
         a, b = scaled.module["default_policy"], plain.module["default_policy"]
         b.load_state_dict(a.state_dict())

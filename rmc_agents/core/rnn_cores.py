@@ -253,10 +253,45 @@ class GRUCore(_TorchRNNCore):
         hidden_size: GRU units per layer; also the output size.
         num_layers: stacked GRU layers.
         input_rows: if given, inputs may come as ``[..., input_rows, input_size // input_rows]``.
+        update_bias: the update gates' bias at the start, the others' 0 **(ours)**: the update gate
+            ``z`` is the share of the old state a step keeps (``h' = (1 - z) * n + z * h``), so
+            ``update_bias = 2`` starts it near ``sigmoid(2) = 0.88``, the GRU's match for an LSTM's
+            ``forget_bias``. None (the default): PyTorch's own initialisation (all biases uniform in
+            +-1/sqrt(hidden_size)).
 
     Raises:
-        TypeError, ValueError: an argument is not a positive int (the message names it).
+        TypeError, ValueError: an argument is not a positive int, or ``update_bias`` not a finite
+            number (the message names it).
     """
 
     _rnn_class = nn.GRU
     _num_states = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        input_rows: int | None = None,
+        update_bias: float | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers, input_rows)
+        self.update_bias = (
+            None if update_bias is None else check_finite_float("update_bias", update_bias)
+        )
+        self.reset_biases()
+
+    def reset_biases(self) -> None:
+        """Set the biases as ``update_bias`` says (PyTorch's gate order: reset, update, new)."""
+        if self.update_bias is None:
+            return
+        h = self.hidden_size
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
+                bias = getattr(self.rnn, f"bias_hh_l{layer}")
+                bias.zero_()
+                bias[h : 2 * h] = self.update_bias
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, update_bias={self.update_bias}"

@@ -55,6 +55,9 @@ class ModelSettings:
     # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
     forget_bias: float | None = 1.0
     input_bias: float = 0.0  # RMC: the constant input-gate bias (Sonnet's 0)
+    # GRU: update-gate bias at the start (the share of the old state kept), the other biases 0;
+    # null: PyTorch's initialisation
+    update_bias: float | None = None
     memory_size: int = 16  # DNC: memory slots (hidden_size: its LSTM controller)
     word_size: int = 16  # DNC: features per slot
     num_reads: int = 2  # DNC: read heads
@@ -113,6 +116,8 @@ class ModelSettings:
                 "word_size": self.word_size,
                 "num_reads": self.num_reads,
             }
+        if self.core == "gru":
+            return {"hidden_size": self.hidden_size, "update_bias": self.update_bias}
         return {"hidden_size": self.hidden_size}
 
     def rllib_model_config(self) -> dict[str, Any]:

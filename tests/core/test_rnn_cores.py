@@ -130,6 +130,29 @@ def test_lstm_forget_bias_starts_as_in_sonnet():
         LSTMCore(3, 4, forget_bias=float("nan"))
 
 
+def test_gru_update_bias_sets_the_kept_share_at_the_start():
+    """update_bias: every bias 0 but the update gate's, whose sigmoid is the old state's share."""
+    core = GRUCore(input_size=3, hidden_size=4, num_layers=2, update_bias=2.0)
+    for layer in range(2):
+        ih = getattr(core.rnn, f"bias_ih_l{layer}").detach()
+        hh = getattr(core.rnn, f"bias_hh_l{layer}").detach()
+        assert (ih + hh).tolist() == [0.0] * 4 + [2.0] * 4 + [0.0] * 4  # reset, update, new
+    # The step keeps sigmoid(2) of the old state where the gate's weights contribute nothing.
+    single = GRUCore(input_size=3, hidden_size=4, update_bias=2.0)
+    with torch.no_grad():
+        single.rnn.weight_ih_l0.zero_()
+        single.rnn.weight_hh_l0.zero_()
+    h0 = torch.tensor([[[0.5, -1.0, 2.0, 0.25]]])
+    out, _ = single.unroll(torch.randn(1, 1, 3), (h0,), torch.zeros(1, 1, dtype=torch.bool))
+    z = torch.sigmoid(torch.tensor(2.0))
+    torch.testing.assert_close(out[0, 0], z * h0[0, 0])  # n = tanh(0) = 0
+    torch.manual_seed(0)
+    default = GRUCore(3, 4).rnn.bias_ih_l0.detach()
+    assert GRUCore(3, 4).update_bias is None and (default != 0).all()  # PyTorch's own
+    with pytest.raises(ValueError, match="^update_bias must be"):
+        GRUCore(3, 4, update_bias=float("inf"))
+
+
 @pytest.mark.parametrize("cls", [LSTMCore, GRUCore])
 def test_defaults_and_bad_settings_are_named(cls: type) -> None:
     core = cls(6, hidden_size=5)

@@ -71,6 +71,22 @@ def test_spec_builds_with_defaults_filled_in(core):
     assert out[Columns.ACTION_DIST_INPUTS].shape[-1] == 5
 
 
+def test_gate_bias_settings_reach_the_built_core():
+    """model.forget_bias (LSTM) and model.update_bias (GRU) set the built module's starting biases;
+    the GRU's default keeps PyTorch's initialisation."""
+    built = {}
+    for core, extra in (("lstm", {"forget_bias": 2.0}), ("gru", {"update_bias": 2.0}), ("gru", {})):
+        spec = policy_spec(core, hidden_size=8, **extra)
+        spec.observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+        spec.action_space = gym.spaces.Discrete(2)
+        built[core, bool(extra)] = spec.build().core.rnn.bias_hh_l0.detach()
+    assert built["lstm", True][8:16].tolist() == [2.0] * 8
+    assert built["gru", True].tolist() == [0.0] * 8 + [2.0] * 8 + [0.0] * 8
+    assert (built["gru", False] != 0).all()
+    with pytest.raises(ValueError, match="update_bias must be a number or None"):
+        policy_spec("gru", update_bias="high")
+
+
 def test_module_without_core_kwargs_takes_the_default_size():
     """The model config a user might write by hand, with no core_kwargs, builds an RMC."""
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec

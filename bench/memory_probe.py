@@ -5,7 +5,8 @@ at a few steps, how distinct the memory's slots are (``diag/slot_spread``'s meas
 distance between two slots over the root mean square slot norm; about 1.4 for unrelated slots, 0
 for identical ones), the mean input and forget gates, the share of the memory rows' attention that
 goes to memory rows (the rest goes to the input rows), and the share of heads in which all slots
-attend most to the same row. ``--untrained`` probes a freshly initialised module of the same
+attend most to the same row; and the share of forget-gate entries at or above 0.9 (the part of the
+memory a step keeps). ``--untrained`` probes a freshly initialised module of the same
 settings instead of the trained weights.
 
     python bench/memory_probe.py --checkpoint runs/MiniPacman-Viewport-v0-rmc/best
@@ -52,6 +53,7 @@ def probe(module, env, seed: int, steps: int) -> list[dict]:
         if "forget_gate" in recorded:
             row["input_gate"] = float(recorded["input_gate"][0, -1])
             row["forget_gate"] = float(recorded["forget_gate"][0, -1])
+            row["forget_kept"] = float(recorded["forget_kept"][0, -1])
         rows.append(row)
         obs, reward, terminated, truncated, _ = env.step(action)
         stepper.observe_reward(action, reward)

@@ -58,6 +58,9 @@ ATTENTION_SCALES = ("paper", "sonnet")
 #: attended memory before the gates mix in the old one (ours; docs/cores.md).
 OUTPUTS = ("memory", "attended")
 
+#: A forget-gate entry at or above this keeps its memory entry (``record``'s ``forget_kept``).
+KEPT_GATE = 0.9
+
 # Below this many entries in the last axis, CPU softmax takes a slow path in torch 2.13 (measured
 # on this AVX-512 machine: [64, 4, 4, 13] took 228 us against 22 us at 16 entries).
 _SOFTMAX_MIN_WIDTH = 16
@@ -328,15 +331,16 @@ class RelationalMemory(nn.Module):
         Returns, when stopping, a dict of detached tensors over the steps since recording started
         (in call order; ``T`` counts :meth:`unroll` steps and :meth:`forward` calls): ``memory``
         ``[B, T, mem_slots, mem_size]`` (each step's next memory) and, with gating,
-        ``input_gate`` and ``forget_gate`` ``[B, T]`` (each step's mean over slots and units);
-        None if no step ran.
+        ``input_gate`` and ``forget_gate`` ``[B, T]`` (each step's mean over slots and units) and
+        ``forget_kept`` ``[B, T]`` (the share of forget-gate entries at or above 0.9: the part of
+        the memory a step keeps); None if no step ran.
         """
         record = self.__dict__.get("_record")
         self.__dict__["_record"] = [] if on else None
         if on or not record:
             return None
         columns = zip(*record, strict=True)
-        names = ("memory", "input_gate", "forget_gate")
+        names = ("memory", "input_gate", "forget_gate", "forget_kept")
         return {
             name: torch.stack(values, dim=1)
             for name, values in zip(names, columns, strict=False)
@@ -593,7 +597,7 @@ class RelationalMemory(nn.Module):
         record = self.__dict__.get("_record")
         if gate_inputs is None:
             if record is not None:
-                record.append((attended.detach(), None, None))
+                record.append((attended.detach(), None, None, None))
             return attended, attended, attention
         input_gate, forget_gate = self._create_gates(gate_inputs, memory)
         next_memory = input_gate * torch.tanh(attended) + forget_gate * memory
@@ -603,6 +607,7 @@ class RelationalMemory(nn.Module):
                     next_memory.detach(),
                     input_gate.detach().mean(dim=(-2, -1)),
                     forget_gate.detach().mean(dim=(-2, -1)),
+                    (forget_gate.detach() >= KEPT_GATE).to(memory.dtype).mean(dim=(-2, -1)),
                 )
             )
         return next_memory, attended if self.output == "attended" else next_memory, attention

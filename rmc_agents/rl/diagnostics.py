@@ -13,7 +13,9 @@ learner measures, for each module:
   ``diag_memory_rms`` and ``diag_memory_max`` (root mean square and largest absolute entry of the
   memory), ``diag_slot_spread`` (the mean distance between two slots of one memory over the root
   mean square slot norm: about 1.4 for unrelated slots, 0 when every slot holds the same vector),
-  ``diag_input_gate`` and ``diag_forget_gate`` (mean gate values; not logged without gating).
+  ``diag_input_gate`` and ``diag_forget_gate`` (mean gate values; not logged without gating)
+  and ``diag_forget_kept`` (the share of forget-gate entries at or above 0.9: with a gate per
+  unit, the part of the memory kept, which a middling mean cannot tell from every unit half-kept).
 
 The IMPALA and APPO losses log at every update (a few reductions of tensors they hold anyway):
 ``diag_log_rho`` (mean ``|log pi/mu|`` over real steps), ``diag_rho_clipped`` (the share of steps
@@ -194,6 +196,7 @@ class Diagnostics:
                     if "input_gate" in steps:
                         stats["diag_input_gate"] = float(_masked_mean(steps["input_gate"], mask))
                         stats["diag_forget_gate"] = float(_masked_mean(steps["forget_gate"], mask))
+                        stats["diag_forget_kept"] = float(_masked_mean(steps["forget_kept"], mask))
                 self.metrics.log_dict(stats, key=module_id, window=1)
                 self._policy_kl_measured(module_id, policy_kl)
 

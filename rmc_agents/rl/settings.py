@@ -157,6 +157,7 @@ DIAGNOSTIC_KEYS = (
     "diag_memory_max",
     "diag_input_gate",
     "diag_forget_gate",
+    "diag_forget_kept",
     "diag_slot_spread",
     "diag_lr_factor",
 )  # see rmc_agents.rl.optim

@@ -97,9 +97,20 @@ def test_recorded_steps_are_the_steps_gates_and_memories(gate_style):
         f = torch.sigmoid(gates[..., g:] + core.forget_bias)
         torch.testing.assert_close(steps["input_gate"][:, t], i.mean(dim=(-2, -1)))
         torch.testing.assert_close(steps["forget_gate"][:, t], f.mean(dim=(-2, -1)))
+        kept = (f >= 0.9).double().mean(dim=(-2, -1))
+        torch.testing.assert_close(steps["forget_kept"][:, t], kept)
         _, state = core(xs[:, t], state)
         torch.testing.assert_close(steps["memory"][:, t], state)
     assert core.record(False) is None  # stopped: nothing recorded since
+    # forget_kept counts the entries at or above 0.9, which the mean alone does not show: a
+    # forget bias of +9 keeps nearly every entry, -9 none.
+    for bias, share in ((9.0, 1.0), (-9.0, 0.0)):
+        held = RelationalMemory(
+            5, 3, head_size=4, num_heads=2, gate_style=gate_style, forget_bias=bias
+        ).double()
+        held.record(True)
+        held.unroll(xs, memory)
+        assert held.record(False)["forget_kept"].tolist() == [[share] * 4] * 2
     ungated = RelationalMemory(5, 3, head_size=4, gate_style=None)
     ungated.record(True)
     ungated.unroll(torch.randn(1, 2, 5), ungated.initial_state(1))
@@ -156,7 +167,13 @@ def test_the_learner_logs_the_kl_of_its_own_update(ray_cluster):
         kl = float((old.kl(new) * mask).sum() / mask.sum())
     assert kl > 0
     assert stats["diag_policy_kl"] == pytest.approx(kl, rel=1e-4)
-    for key in ("diag_memory_rms", "diag_slot_spread", "diag_input_gate", "diag_forget_gate"):
+    for key in (
+        "diag_memory_rms",
+        "diag_slot_spread",
+        "diag_input_gate",
+        "diag_forget_gate",
+        "diag_forget_kept",
+    ):
         assert np.isfinite(stats[key]), key
     assert 0 < stats["diag_forget_gate"] < 1 and 0 < stats["diag_input_gate"] < 1
     for key in ("diag_grad_norm_torso", "diag_grad_norm_core", "diag_grad_norm_heads"):

@@ -55,6 +55,17 @@ class _TorchRNNCore(nn.Module):
     def extra_repr(self) -> str:
         return f"input_rows={self.input_rows}"
 
+    def _start_second_gate_at(self, value: float) -> None:
+        """Every bias 0 but the second gate's (the LSTM's forget, the GRU's update gate): ``value``
+        (PyTorch adds ``bias_ih`` and ``bias_hh``; the value goes in ``bias_hh``)."""
+        h = self.hidden_size
+        with torch.no_grad():
+            for layer in range(self.num_layers):
+                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
+                bias = getattr(self.rnn, f"bias_hh_l{layer}")
+                bias.zero_()
+                bias[h : 2 * h] = value
+
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
     ) -> tuple[torch.Tensor, ...]:
@@ -231,15 +242,8 @@ class LSTMCore(_TorchRNNCore):
 
     def reset_biases(self) -> None:
         """Set the biases as ``forget_bias`` says (PyTorch's gate order: input, forget, cell, output)."""
-        if self.forget_bias is None:
-            return
-        h = self.hidden_size
-        with torch.no_grad():
-            for layer in range(self.num_layers):
-                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
-                bias = getattr(self.rnn, f"bias_hh_l{layer}")
-                bias.zero_()
-                bias[h : 2 * h] = self.forget_bias
+        if self.forget_bias is not None:
+            self._start_second_gate_at(self.forget_bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, forget_bias={self.forget_bias}"
@@ -283,15 +287,8 @@ class GRUCore(_TorchRNNCore):
 
     def reset_biases(self) -> None:
         """Set the biases as ``update_bias`` says (PyTorch's gate order: reset, update, new)."""
-        if self.update_bias is None:
-            return
-        h = self.hidden_size
-        with torch.no_grad():
-            for layer in range(self.num_layers):
-                getattr(self.rnn, f"bias_ih_l{layer}").zero_()
-                bias = getattr(self.rnn, f"bias_hh_l{layer}")
-                bias.zero_()
-                bias[h : 2 * h] = self.update_bias
+        if self.update_bias is not None:
+            self._start_second_gate_at(self.update_bias)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, update_bias={self.update_bias}"

@@ -102,6 +102,45 @@ def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, count
     assert rmc.settings.training.grad_clip == lstm.settings.training.grad_clip == 1.0
 
 
+@pytest.mark.parametrize(
+    "unit_file, per_slot_file, lstm_file, counts",
+    [
+        (
+            "viewport_rmc_unitgates",
+            "viewport_long_rmc_grad_clip",
+            "viewport_long_lstm_grad_clip",
+            (99_510, 94_904, 91_878),
+        ),
+        (
+            "stateless_cartpole_appo_rmc_unitgates",
+            "stateless_cartpole_appo_rmc",
+            "stateless_cartpole_appo_lstm",
+            (100_067, 95_877, 94_999),
+        ),
+    ],
+)
+def test_the_gate_per_unit_sweeps_change_only_the_gates_and_stay_size_matched(
+    unit_file, per_slot_file, lstm_file, counts
+):
+    unit, per_slot, lstm = (
+        load_sweep(SWEEPS / f"{name}.yaml") for name in (unit_file, per_slot_file, lstm_file)
+    )
+    assert (unit.settings.model.gate_style, per_slot.settings.model.gate_style) == (
+        "unit",
+        "memory",
+    )
+    # the width is the only other model change: it pays for the per-unit gates' weights
+    assert (unit.settings.model.head_size, per_slot.settings.model.head_size) == (28, 32)
+    assert unit.settings.algo == per_slot.settings.algo
+    assert unit.settings.training.lr == per_slot.settings.training.lr
+    assert unit.settings.training.grad_clip == per_slot.settings.training.grad_clip
+    assert unit.settings.training.entropy_coeff == per_slot.settings.training.entropy_coeff
+    assert unit.settings.model.coupled_gates and unit.settings.model.slot_embeddings
+    sizes = tuple(_parameters(s.settings) for s in (unit, per_slot, lstm))
+    assert sizes == counts
+    assert max(sizes) <= 1.15 * min(sizes)
+
+
 def test_the_tuned_viewport_configs_hold_the_best_measured_settings():
     rmc = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_rmc.yaml")
     lstm = load_config(RunSettings, REPO / "configs" / "minipacman_viewport_tuned_lstm.yaml")

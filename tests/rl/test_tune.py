@@ -117,6 +117,12 @@ def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, count
             "stateless_cartpole_appo_lstm",
             (100_067, 95_877, 94_999),
         ),
+        (
+            "full_rmc_pooled_unitgates",
+            "full_rmc_pooled",
+            "full_lstm28_pooled",
+            (102_786, 98_180, 96_906),
+        ),
     ],
 )
 def test_the_gate_per_unit_sweeps_change_only_the_gates_and_stay_size_matched(

@@ -9,7 +9,10 @@ observations (leading dimension ``N``, nested dicts/tuples as the space nests th
   block cut by the edge averages the cells it holds), so that fewer cells follow: a smaller
   flattened input for an LSTM on a large board, or fewer rows of attention.
   The ``H' x W'`` cells are either kept as rows (``rows=True``: ``[N, cells, 26]``, for the RMC to
-  attend over) or flattened;
+  attend over) or flattened; flattened, ``projection=P`` maps them through a learned
+  Linear -> ReLU to ``P`` features (a small input layer for a core that reads one flat vector,
+  e.g. an LSTM on the 13x17 full board, whose input weights would otherwise take most of the
+  parameters);
 - other ``Box`` spaces (any rank) and ``MultiBinary``: flattened, then an MLP;
 - ``Discrete`` and ``MultiDiscrete``: one-hot (then the MLP);
 - ``Dict`` and ``Tuple``: every part encoded as above and concatenated; parts that cannot be encoded
@@ -195,10 +198,15 @@ class ObservationEncoder(nn.Module):
         mlp_hiddens: Sequence[int] = (64,),
         rows: bool = True,
         pool: int = 1,
+        projection: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
             raise ValueError(f"image_pool must be a positive int, got {pool!r}")
+        if projection is not None and (
+            isinstance(projection, bool) or not isinstance(projection, int) or projection < 1
+        ):
+            raise ValueError(f"image_projection must be a positive int or None, got {projection!r}")
         skipped: list[str] = []
         leaves = _leaves(space, (), skipped)
         if skipped:
@@ -215,6 +223,7 @@ class ObservationEncoder(nn.Module):
         )
         self.flats = nn.ModuleList([_FlatPart(s) for p, s in leaves if not is_image_space(s)])
         self.rows = bool(rows and self.images)
+        self.image_projection: nn.Module | None = None
 
         flat_in = sum(f.size for f in self.flats)
         self.flat_mlp: nn.Module | None = None
@@ -238,7 +247,16 @@ class ObservationEncoder(nn.Module):
         else:
             self.flat_row = None
             self.num_rows = 0
-            self.out_size = sum(t.num_cells * t.row_size for t in self.images) + flat_out
+            image_out = sum(t.num_cells * t.row_size for t in self.images)
+            if projection is not None and self.images:
+                self.image_projection = nn.Sequential(nn.Linear(image_out, projection), nn.ReLU())
+                image_out = projection
+            self.out_size = image_out + flat_out
+        if projection is not None and self.rows:
+            raise ValueError(
+                "image_projection needs the image cells flattened (it projects them into one "
+                "input vector); with cells as rows (the RMC's image_rows) leave it null"
+            )
 
     def forward(self, obs: Any) -> torch.Tensor:
         image_feats = [t(_get(obs, p)) for t, p in zip(self.images, self.image_paths, strict=True)]
@@ -251,7 +269,11 @@ class ObservationEncoder(nn.Module):
             if flat is not None:
                 rows = rows + [self.flat_row(flat).unsqueeze(1)]
             return torch.cat(rows, dim=1)
-        feats = [f.flatten(1) for f in image_feats] + ([flat] if flat is not None else [])
+        feats = [f.flatten(1) for f in image_feats]
+        if self.image_projection is not None and feats:
+            feats = [self.image_projection(torch.cat(feats, dim=-1))]
+        if flat is not None:
+            feats.append(flat)
         return torch.cat(feats, dim=-1)
 
 
@@ -261,6 +283,7 @@ def build_encoder(
     mlp_hiddens: Sequence[int] = (64,),
     rows: bool = True,
     pool: int = 1,
+    projection: int | None = None,
 ) -> ObservationEncoder:
     """The encoder for ``space``; see the module docstring. Raises ``UnsupportedSpaceError``."""
-    return ObservationEncoder(space, conv_channels, mlp_hiddens, rows, pool)
+    return ObservationEncoder(space, conv_channels, mlp_hiddens, rows, pool, projection)

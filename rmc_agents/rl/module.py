@@ -25,7 +25,8 @@ settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 :func:`rmc_agents.core.make_core`; ``hidden_size`` for ``mlp``; empty: the default size of
 ``ModelSettings``, e.g. 4 memories x 4 heads x 32 for the RMC), ``conv_channels`` (``[12, 24]``), ``mlp_hiddens`` (``[64]``), ``image_rows``
 (``True``: image cells enter the RMC as rows), ``image_pool`` (1: the conv map averaged over
-``image_pool x image_pool`` blocks before it is flattened or made rows), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
+``image_pool x image_pool`` blocks before it is flattened or made rows), ``image_projection``
+(None: the flattened image features, through a learned Linear -> ReLU of this size first), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``skip`` (``False``: the heads also see the torso's features beside the core's output),
 ``output_scale`` (1.0: the core's output is multiplied by it before the heads),
 ``value_trains_core`` (``True``; ``False``: the value loss's gradient stops at the core's output),
@@ -77,6 +78,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "mlp_hiddens": [64],
     "image_rows": True,
     "image_pool": 1,
+    "image_projection": None,
     "head_hiddens": [],
     "skip": False,
     "output_scale": 1.0,
@@ -100,6 +102,7 @@ def build_torso(observation_space: gym.Space, model_config: dict[str, Any]) -> n
         cfg["mlp_hiddens"],
         rows=bool(cfg["image_rows"]) and cfg["core"] == "rmc",
         pool=cfg["image_pool"],
+        projection=cfg["image_projection"],
     )
 
 

@@ -65,6 +65,9 @@ class ModelSettings:
     mlp_hiddens: list[int] = field(default_factory=lambda: [64])
     image_rows: bool = True
     image_pool: int = 1  # average the conv map over image_pool x image_pool blocks (1: none)
+    # the flattened image features through a learned Linear -> ReLU of this size (null: none);
+    # for a core that reads one flat input, not for the RMC's cells as rows
+    image_projection: int | None = None
     head_hiddens: list[int] = field(default_factory=list)
     skip: bool = False  # the heads also see the torso's features beside the core's output
     output_scale: float = 1.0  # the core's output times this before the heads (docs/cores.md)
@@ -85,6 +88,13 @@ class ModelSettings:
             raise ValueError(f"attention_mlp_layers must be >= 0, got {self.attention_mlp_layers}")
         _positive("max_seq_len", self.max_seq_len)
         _positive("image_pool", self.image_pool)
+        if self.image_projection is not None:
+            _positive("image_projection", self.image_projection)
+            if self.core == "rmc" and self.image_rows:
+                raise ValueError(
+                    "image_projection is for a flat input; the RMC with image_rows: true attends "
+                    "over the cells as rows (set image_rows: false, or image_projection: null)"
+                )
         _positive("output_scale", self.output_scale)
         for name in ("conv_channels", "mlp_hiddens", "head_hiddens"):
             if any(v <= 0 for v in getattr(self, name)):
@@ -129,6 +139,7 @@ class ModelSettings:
             "mlp_hiddens": list(self.mlp_hiddens),
             "image_rows": self.image_rows,
             "image_pool": self.image_pool,
+            "image_projection": self.image_projection,
             "head_hiddens": list(self.head_hiddens),
             "skip": self.skip,
             "output_scale": self.output_scale,

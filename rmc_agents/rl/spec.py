@@ -65,7 +65,7 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
             ``skip`` (False: the heads also see the torso's features), ``hidden_size`` (256,
             LSTM/GRU/MLP),
             ``conv_channels`` ([12, 24]), ``mlp_hiddens`` ([64]), ``image_rows`` (True),
-            ``image_pool`` (1), ``head_hiddens`` ([]), ``max_seq_len`` (22: keep it at the rollout fragment length
+            ``image_pool`` (1), ``image_projection`` (None), ``head_hiddens`` ([]), ``max_seq_len`` (22: keep it at the rollout fragment length
             + 2), ``cuda_graphs`` (True). ``prev_action`` / ``prev_reward`` (False): the module
             also reads the previous action / reward, which an env-to-module connector must add
             to the observation: :func:`rmc_agents.rl.configure` adds it; with the spec alone add

@@ -408,6 +408,35 @@ def test_image_pool_averages_the_conv_map_over_blocks_before_the_coordinates():
             build_encoder(space, pool=bad)
 
 
+def test_image_projection_maps_the_flattened_cells_through_one_learned_layer():
+    """image_projection P: the flattened torso (every image's cells, in order) through
+    Linear -> ReLU to P features, the flat parts' features after them unchanged; refused with
+    cells as rows and for sizes that are not positive ints."""
+    torch.manual_seed(0)
+    image = gym.spaces.Box(0, 255, (9, 7, 3), np.uint8)  # conv map 7 x 5: 910 features
+    space = gym.spaces.Dict({"image": image, "vec": gym.spaces.Box(-1, 1, (3,), np.float32)})
+    plain = build_encoder(space, rows=False)
+    projected = build_encoder(space, rows=False, projection=6)
+    projected.load_state_dict(plain.state_dict(), strict=False)
+    assert plain.out_size == 7 * 5 * 26 + 64 and projected.out_size == 6 + 64
+    obs = {"image": torch.randint(0, 256, (4, 9, 7, 3)), "vec": torch.rand(4, 3) * 2 - 1}
+    flat = plain(obs)
+    layer = projected.image_projection[0]
+    want = torch.relu(flat[:, : 7 * 5 * 26] @ layer.weight.T + layer.bias)
+    got = projected(obs)
+    torch.testing.assert_close(got[:, :6], want)
+    torch.testing.assert_close(got[:, 6:], flat[:, 7 * 5 * 26 :])
+    extra = sum(p.numel() for p in projected.parameters()) - sum(
+        p.numel() for p in plain.parameters()
+    )
+    assert extra == 7 * 5 * 26 * 6 + 6
+    with pytest.raises(ValueError, match="image_projection needs the image cells flattened"):
+        build_encoder(space, rows=True, projection=6)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="image_projection must be a positive int"):
+            build_encoder(space, rows=False, projection=bad)
+
+
 @pytest.mark.parametrize("core", ["rmc", "lstm"])
 def test_the_spaces_check_and_the_module_build_the_same_torso(core):
     """build_torso (what check_spaces builds before a run) gives the module's own torso: cells

@@ -143,6 +143,30 @@ def test_a_plain_rllib_script_trains_with_the_spec(ray_cluster, algo):
     assert type(pipeline[0]).__name__ == "EpisodesToTrainBatch" and pipeline[0].fallbacks == 0
 
 
+def test_image_projection_setting_reaches_the_torso_and_is_checked():
+    """``image_projection`` (``model.image_projection``) gives the LSTM a P-wide input (its input
+    weights 4 x hidden x (P + hidden)); the RMC takes it only with one flat input row."""
+    space = gym.spaces.Box(0, 1, (9, 7, 3), np.float32)  # conv map 7 x 5: 910 features
+    spec = policy_spec("lstm", image_projection=10, hidden_size=16)
+    spec.observation_space, spec.action_space = space, gym.spaces.Discrete(5)
+    module = spec.build()
+    assert (module.encoder.num_rows, module.encoder.out_size) == (0, 10)
+    assert module.core.rnn.weight_ih_l0.shape == (4 * 16, 10)
+    state = {
+        k: torch.as_tensor(v)[None].repeat(2, *[1] * v.ndim)
+        for k, v in module.get_initial_state().items()
+    }
+    out = module.forward_inference({Columns.OBS: torch.rand(2, 3, 9, 7, 3), Columns.STATE_IN: state})
+    assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 3, 5)
+    rmc = policy_spec("rmc", image_projection=10, image_rows=False)
+    rmc.observation_space, rmc.action_space = space, gym.spaces.Discrete(5)
+    assert rmc.build().encoder.out_size == 10
+    with pytest.raises(ValueError, match="image_projection is for a flat input"):
+        policy_spec("rmc", image_projection=10)
+    with pytest.raises(ValueError, match="image_projection must be > 0"):
+        policy_spec("lstm", image_projection=0)
+
+
 def test_image_pool_setting_reaches_the_torso_and_is_checked():
     """``image_pool`` (``model.image_pool`` in a run config) shrinks the flattened input an LSTM
     reads and the rows an RMC attends over; a bad value is one clear error."""

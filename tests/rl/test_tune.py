@@ -123,6 +123,12 @@ def test_the_compared_viewport_pairs_are_size_matched(rmc_file, lstm_file, count
             "full_lstm28_pooled",
             (102_786, 98_180, 96_906),
         ),
+        (
+            "full_rmc_rows_unitgates",
+            "full_rmc_rows",
+            "full_lstm_projected",
+            (132_582, 127_976, 134_206),
+        ),
     ],
 )
 def test_the_gate_per_unit_sweeps_change_only_the_gates_and_stay_size_matched(
@@ -145,6 +151,20 @@ def test_the_gate_per_unit_sweeps_change_only_the_gates_and_stay_size_matched(
     sizes = tuple(_parameters(s.settings) for s in (unit, per_slot, lstm))
     assert sizes == counts
     assert max(sizes) <= 1.15 * min(sizes)
+
+
+def test_the_full_board_rows_pair_reads_the_same_unpooled_torso_at_the_same_settings():
+    """The RMC attends over the 221 unpooled cells; the LSTM reads the same cells flattened
+    through a learned 20-wide layer (not pooled), so neither core sees a blurred board."""
+    rmc = load_sweep(SWEEPS / "full_rmc_rows_unitgates.yaml").settings
+    lstm = load_sweep(SWEEPS / "full_lstm_projected.yaml").settings
+    assert rmc.model.image_pool == lstm.model.image_pool == 1
+    assert rmc.model.image_rows and rmc.model.image_projection is None
+    assert (lstm.model.image_projection, lstm.model.hidden_size) == (20, 56)
+    assert rmc.model.skip and lstm.model.skip
+    assert rmc.model.output_scale == lstm.model.output_scale == 0.1
+    assert rmc.training == lstm.training
+    assert rmc.stop == lstm.stop and rmc.stop.timesteps == 3_000_000
 
 
 def test_the_tuned_stateless_cartpole_rmc_holds_its_measured_gate_and_the_older_sweeps_pin_theirs():

@@ -167,6 +167,22 @@ def test_the_full_board_rows_pair_reads_the_same_unpooled_torso_at_the_same_sett
     assert rmc.stop == lstm.stop and rmc.stop.timesteps == 3_000_000
 
 
+@pytest.mark.parametrize(
+    "config, sweep",
+    [
+        ("minipacman_full_sized_rmc", "full_rmc_rows_unitgates"),
+        ("minipacman_full_sized_lstm", "full_lstm_projected"),
+    ],
+)
+def test_the_full_board_configs_are_the_measured_runs(config, sweep):
+    """``train_agent.py --config configs/minipacman_full_sized_*.yaml --seed N`` trains what the
+    full board's 3-seed comparison ran (every setting but the searched seed)."""
+    ran = load_sweep(SWEEPS / f"{sweep}.yaml").settings
+    given = load_config(RunSettings, REPO / "configs" / f"{config}.yaml")
+    assert (given.model, given.training, given.stop) == (ran.model, ran.training, ran.stop)
+    assert (given.env, given.algo, given.resources) == (ran.env, ran.algo, ran.resources)
+
+
 def test_the_tuned_stateless_cartpole_rmc_holds_its_measured_gate_and_the_older_sweeps_pin_theirs():
     """The tuned StatelessCartPole RMC moved to a gate per unit (493.4 against 414.5 per slot,
     seeds 0-2); the sweeps documented with the per-slot gate keep it, so each still gives its

@@ -156,7 +156,9 @@ def test_image_projection_setting_reaches_the_torso_and_is_checked():
         k: torch.as_tensor(v)[None].repeat(2, *[1] * v.ndim)
         for k, v in module.get_initial_state().items()
     }
-    out = module.forward_inference({Columns.OBS: torch.rand(2, 3, 9, 7, 3), Columns.STATE_IN: state})
+    out = module.forward_inference(
+        {Columns.OBS: torch.rand(2, 3, 9, 7, 3), Columns.STATE_IN: state}
+    )
     assert out[Columns.ACTION_DIST_INPUTS].shape == (2, 3, 5)
     rmc = policy_spec("rmc", image_projection=10, image_rows=False)
     rmc.observation_space, rmc.action_space = space, gym.spaces.Discrete(5)

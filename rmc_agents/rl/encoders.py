@@ -223,6 +223,11 @@ class ObservationEncoder(nn.Module):
         )
         self.flats = nn.ModuleList([_FlatPart(s) for p, s in leaves if not is_image_space(s)])
         self.rows = bool(rows and self.images)
+        if projection is not None and self.rows:
+            raise ValueError(
+                "image_projection needs the image cells flattened (it projects them into one "
+                "input vector); with cells as rows (the RMC's image_rows) leave it null"
+            )
         self.image_projection: nn.Module | None = None
 
         flat_in = sum(f.size for f in self.flats)
@@ -252,11 +257,6 @@ class ObservationEncoder(nn.Module):
                 self.image_projection = nn.Sequential(nn.Linear(image_out, projection), nn.ReLU())
                 image_out = projection
             self.out_size = image_out + flat_out
-        if projection is not None and self.rows:
-            raise ValueError(
-                "image_projection needs the image cells flattened (it projects them into one "
-                "input vector); with cells as rows (the RMC's image_rows) leave it null"
-            )
 
     def forward(self, obs: Any) -> torch.Tensor:
         image_feats = [t(_get(obs, p)) for t, p in zip(self.images, self.image_paths, strict=True)]
@@ -270,7 +270,7 @@ class ObservationEncoder(nn.Module):
                 rows = rows + [self.flat_row(flat).unsqueeze(1)]
             return torch.cat(rows, dim=1)
         feats = [f.flatten(1) for f in image_feats]
-        if self.image_projection is not None and feats:
+        if self.image_projection is not None:  # (built only where there are images)
             feats = [self.image_projection(torch.cat(feats, dim=-1))]
         if flat is not None:
             feats.append(flat)

@@ -162,6 +162,14 @@ class RelationalMemory(nn.Module):
             same content still ask different questions, at a scale the memory's size cannot drown.
             Off in the paper's core (whose parameter count then does not depend on
             ``mem_slots``).
+        read_inputs: the input rows are queries too in the (last) attention block, and their
+            block outputs, max-pooled over the rows, are appended to every step's output
+            (``output_size = (mem_slots + 1) * mem_size``) **(ours)**: a read of the memory
+            keyed by the present input, as the entities of Zambaldi et al.'s relational agent
+            (2019) are max-pooled after their attention blocks. The paper's core drops the
+            input rows' outputs. It adds no parameters (the rows share the block's weights) and
+            the memory's update is unchanged; the attention over the input rows through their
+            features (see module) is not used with it.
 
     Raises:
         TypeError: an argument has the wrong type (the message names it).
@@ -188,6 +196,7 @@ class RelationalMemory(nn.Module):
         attention_scale: str = "paper",
         slot_embeddings: bool = False,
         output: str = "memory",
+        read_inputs: bool = False,
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -213,11 +222,14 @@ class RelationalMemory(nn.Module):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.output = output
+        if not isinstance(read_inputs, bool):
+            raise TypeError(f"read_inputs must be a bool, got {read_inputs!r}")
+        self.read_inputs = read_inputs
         scaled_by = self.key_size if attention_scale == "paper" else 2 * self.key_size + head_size
         self._query_scale = scaled_by**-0.5
 
         self.mem_size = self.head_size * self.num_heads
-        self.output_size = self.mem_slots * self.mem_size
+        self.output_size = (self.mem_slots + int(read_inputs)) * self.mem_size
         self._head_qkv_size = 2 * self.key_size + self.head_size
         qkv_size = self.num_heads * self._head_qkv_size
         # Fold the input projection into the first block's qkv Linear when that is cheaper per
@@ -236,7 +248,9 @@ class RelationalMemory(nn.Module):
             + 5 * qkv_size
             + (self.mem_slots * self.num_heads * (self.key_size + self.head_size))
         )
-        self._factor_inputs = self.num_blocks == 1 and factored_cost < written_cost
+        self._factor_inputs = (
+            self.num_blocks == 1 and not read_inputs and factored_cost < written_cost
+        )
         self._factor_min_rows = _FACTOR_MIN_ROWS  # per call: with fewer rows, as written
 
         self.input_projection = nn.Linear(self.input_size, self.mem_size)
@@ -301,7 +315,8 @@ class RelationalMemory(nn.Module):
             f"forget_bias={self.forget_bias}, "
             f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
             f"attention_scale={self.attention_scale!r}, "
-            f"slot_embeddings={self.slot_embedding is not None}, output={self.output!r}"
+            f"slot_embeddings={self.slot_embedding is not None}, output={self.output!r}, "
+            f"read_inputs={self.read_inputs}"
         )
 
     # ----------------------------------------------------------------------------- public API
@@ -364,8 +379,9 @@ class RelationalMemory(nn.Module):
             return_attention: also return this step's attention weights.
 
         Returns:
-            ``(output, next_state)`` with output ``[B, mem_slots * mem_size]`` (the next memory,
-            or the attended memory with ``output="attended"``, flattened) and the next memory
+            ``(output, next_state)`` with output ``[B, output_size]`` (the next memory, or the
+            attended memory with ``output="attended"``, flattened; with ``read_inputs`` the
+            input rows' read after it) and the next memory
             ``[B, mem_slots, mem_size]``; with ``return_attention`` a third element, the weights
             ``[B, num_blocks, num_heads, N, N]`` (``N = mem_slots + n``; rows are queries).
 
@@ -379,7 +395,6 @@ class RelationalMemory(nn.Module):
         next_memory, output, attention = self._step(
             state, inputs, input_qkv, gate_inputs, return_attention, maps
         )
-        output = output.flatten(1)
         if return_attention:
             return output, next_memory, torch.stack(attention, dim=1)
         return output, next_memory
@@ -401,7 +416,7 @@ class RelationalMemory(nn.Module):
             return_attention: also return the attention weights of every step.
 
         Returns:
-            ``(outputs, final_state)`` with outputs ``[B, T, mem_slots * mem_size]``; with
+            ``(outputs, final_state)`` with outputs ``[B, T, output_size]``; with
             ``return_attention`` a third element ``[B, T, num_blocks, num_heads, N, N]``.
 
         Raises:
@@ -437,7 +452,7 @@ class RelationalMemory(nn.Module):
             outputs.append(output)
             if return_attention:
                 attention.append(torch.stack(weights, dim=1))
-        outputs = torch.stack(outputs, dim=1).flatten(2)
+        outputs = torch.stack(outputs, dim=1)
         if return_attention:
             return outputs, memory, torch.stack(attention, dim=1)
         return outputs, memory
@@ -455,8 +470,9 @@ class RelationalMemory(nn.Module):
                 values (one block only; see module).
 
         Returns:
-            The projected rows ``[..., n, mem_size]`` (None with one block: only a second block
-            needs them, as its residual), their first-block queries/keys/values
+            The projected rows ``[..., n, mem_size]`` (None with one block and no
+            ``read_inputs``: only a later block or the rows' own read needs them, as its
+            residual), their first-block queries/keys/values
             ``[..., n, num_heads * (2 * key_size + head_size)]`` (with ``maps``: their ``xi``
             ``[..., n, input_size + 2]``) and the input half of the gates with the constant biases
             added ``[..., 2 * gate_size]`` (None without gating).
@@ -466,7 +482,7 @@ class RelationalMemory(nn.Module):
         if maps is not None:
             return None, self._input_xi(rows, maps[0]), self._gate_input_half(rows, None)
         # The projected rows themselves are only needed as a residual when a later block follows.
-        inputs = proj(rows) if self.num_blocks > 1 else None
+        inputs = proj(rows) if self.num_blocks > 1 or self.read_inputs else None
         if inputs is None and self._fold_input_qkv:
             # qkv(proj(x)) is one affine map of x: with few input features (image cells) the
             # folded [qkv_size, input_size] weight costs a fraction of the two products per row.
@@ -590,15 +606,16 @@ class RelationalMemory(nn.Module):
         """One step from precomputed input terms: attend, then gate.
 
         Returns (next memory, output, weights): the output is the next memory or, with
-        ``output="attended"``, the attended memory before gating."""
-        attended, attention = self._attend_over_memory(
+        ``output="attended"``, the attended memory before gating, flattened ``[B, S * mem_size]``,
+        and with ``read_inputs`` the input rows' read ``[B, mem_size]`` after it."""
+        attended, read, attention = self._attend_over_memory(
             memory, inputs, input_qkv, return_attention, maps
         )
         record = self.__dict__.get("_record")
         if gate_inputs is None:
             if record is not None:
                 record.append((attended.detach(), None, None, None))
-            return attended, attended, attention
+            return attended, self._with_read(attended, read), attention
         input_gate, forget_gate = self._create_gates(gate_inputs, memory)
         next_memory = input_gate * torch.tanh(attended) + forget_gate * memory
         if record is not None:
@@ -610,7 +627,14 @@ class RelationalMemory(nn.Module):
                     (forget_gate.detach() >= KEPT_GATE).to(memory.dtype).mean(dim=(-2, -1)),
                 )
             )
-        return next_memory, attended if self.output == "attended" else next_memory, attention
+        output = attended if self.output == "attended" else next_memory
+        return next_memory, self._with_read(output, read), attention
+
+    @staticmethod
+    def _with_read(output: torch.Tensor, read: torch.Tensor | None) -> torch.Tensor:
+        """``output`` ``[B, S, mem_size]`` flattened, the read ``[B, mem_size]`` (if any) after."""
+        flat = output.flatten(1)
+        return flat if read is None else torch.cat([flat, read], dim=1)
 
     def _attend_over_memory(
         self,
@@ -619,7 +643,7 @@ class RelationalMemory(nn.Module):
         input_qkv: torch.Tensor,
         return_attention: bool,
         maps: tuple[torch.Tensor, ...] | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
         """Apply the attention blocks to memory plus input rows; return the memory rows.
 
         Args:
@@ -632,8 +656,9 @@ class RelationalMemory(nn.Module):
                 weights).
 
         Returns:
-            The attended memory rows ``[B, S, mem_size]`` and the list of weights (empty unless
-            asked for).
+            The attended memory rows ``[B, S, mem_size]``, with ``read_inputs`` the input rows'
+            outputs of the last block max-pooled over the rows ``[B, mem_size]`` (else None), and
+            the list of weights (empty unless asked for).
         """
         slots = self.mem_slots
         rows = None
@@ -646,13 +671,14 @@ class RelationalMemory(nn.Module):
                 if maps is not None:
                     attended = self._factored_attention(memory_qkv, input_qkv, maps)
                     rows = block.attention_norm(memory + attended)
-                    return block.mlp_norm(rows + self._run_mlp(rows)), attention
+                    return block.mlp_norm(rows + self._run_mlp(rows)), None, attention
                 qkv = torch.cat([memory_qkv, input_qkv], dim=1)
             else:
                 qkv = block.project_qkv(rows)
             last = index == self.num_blocks - 1
-            # The input rows are dropped after the last block: only memory rows need an output.
-            if last:
+            # The input rows are dropped after the last block: only memory rows need an output
+            # (unless their read is asked for).
+            if last and not self.read_inputs:
                 residual = memory if index == 0 else rows[:, :slots]
                 queries = slots
             else:
@@ -663,7 +689,9 @@ class RelationalMemory(nn.Module):
                 attention.append(weights)
             rows = block.attention_norm(residual + attended)
             rows = block.mlp_norm(rows + self._run_mlp(rows))
-        return rows, attention
+        if self.read_inputs:
+            return rows[:, :slots], rows[:, slots:].amax(dim=1), attention
+        return rows, None, attention
 
     def _run_mlp(self, rows: torch.Tensor) -> torch.Tensor:
         """The attention MLP (shared by all blocks): ReLU between layers, none after the last."""

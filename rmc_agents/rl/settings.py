@@ -50,6 +50,9 @@ class ModelSettings:
     slot_embeddings: bool = False  # RMC: a learned vector per slot in its qkv (docs/cores.md)
     # RMC: what a step outputs to the heads: memory (the paper) or attended (before gating)
     rmc_output: Literal["memory", "attended"] = "memory"
+    # RMC: the input rows' own attention outputs, max-pooled over the rows, go to the heads beside
+    # its output (a read keyed by the present input; docs/cores.md)
+    rmc_input_read: bool = False
     hidden_size: int = 256
     # LSTM: forget-gate bias at the start (Sonnet's); null: PyTorch's initialisation.
     # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
@@ -114,6 +117,7 @@ class ModelSettings:
                 "attention_scale": self.attention_scale,
                 "slot_embeddings": self.slot_embeddings,
                 "output": self.rmc_output,
+                "read_inputs": self.rmc_input_read,
                 "forget_bias": 1.0 if self.forget_bias is None else self.forget_bias,
                 "input_bias": self.input_bias,
             }

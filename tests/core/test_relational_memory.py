@@ -27,12 +27,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
+def reference_step(
+    p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray, reads: list | None = None
+):
     """One RMC step from the equations.
 
     ``p`` maps the module's parameter names to numpy arrays (weights are ``[out, in]``).
     The qkv projection's output is laid out head by head as ``[query, key, value]``.
-    Returns (next_memory [B, S, D], attention weights [B, blocks, H, N, N]).
+    Returns (next_memory [B, S, D], attention weights [B, blocks, H, N, N]). With ``reads`` a
+    list, the input rows' outputs of the last block, max-pooled over the rows ``[B, D]``, are
+    appended to it (the read of ``read_inputs``).
     """
     heads, key, head = cfg["num_heads"], cfg["key_size"], cfg["head_size"]
     slots, mem_size = memory.shape[1], heads * head
@@ -71,6 +75,8 @@ def reference_step(p: dict, cfg: dict, x_rows: np.ndarray, memory: np.ndarray):
             hidden = linear(f"attention_mlp.{layer}", hidden)  # one MLP, shared by the blocks
         mx = norm(f"blocks.{b}.mlp_norm", mx + hidden)
     new_memory = mx[:, :slots]
+    if reads is not None:  # every row went through every block: the input rows' max
+        reads.append(mx[:, slots:].max(axis=1))
     attention = np.stack(all_weights, axis=1)
     if cfg["gate_style"] is None:
         return new_memory, attention
@@ -476,11 +482,12 @@ def test_defaults_are_sonnets():
         ("input_bias", float("inf")),
         ("attention_scale", "sqrt"),
         ("output", "state"),
+        ("read_inputs", "yes"),
     ],
 )
 def test_a_bad_setting_is_refused_by_name(name, bad):
     kwargs = {"input_size": 5, "mem_slots": 3, "head_size": 4, name: bad}
-    with pytest.raises(ValueError, match=rf"^{name} must be"):
+    with pytest.raises((TypeError, ValueError), match=rf"^{name} must be"):
         RelationalMemory(**kwargs)
 
 
@@ -582,7 +589,7 @@ def test_attended_output_is_the_memory_before_gating(gate_style):
     out_p, state_p = paper(x, memory)
     out_o, state_o = ours(x, memory)
     torch.testing.assert_close(state_o, state_p)  # the same state
-    attended, _ = ours._attend_over_memory(memory, None, ours._precompute_inputs(x)[1], False)
+    attended, _, _ = ours._attend_over_memory(memory, None, ours._precompute_inputs(x)[1], False)
     torch.testing.assert_close(out_o, attended.flatten(1))
     if gate_style is None:
         torch.testing.assert_close(out_o, out_p)
@@ -687,3 +694,88 @@ def test_coupled_gates_keep_the_memory_within_one(gate_style):
     core = RelationalMemory(6, 4, 8, 2, gate_style=gate_style, coupled_gates=True)
     gate_size = 16 if gate_style == "unit" else 1
     assert core.gate_inputs.out_features == core.gate_memory.out_features == gate_size
+
+
+# ------------------------------------------------------------------------- the input rows' read
+
+READ_CASES = [
+    dict(gate_style="unit"),  # one input row: the read is that row's output
+    dict(gate_style="memory", rows=4, slot_embeddings=True),
+    dict(gate_style="unit", rows=3, num_blocks=2, coupled_gates=True),
+    dict(gate_style=None, rows=2, num_heads=3, key_size=2),
+    dict(gate_style="unit", rows=5, output="attended"),
+]
+
+
+@pytest.mark.parametrize(
+    "case", READ_CASES, ids=["-".join(f"{k}={v}" for k, v in c.items()) for c in READ_CASES]
+)
+def test_input_read_matches_the_reference_and_leaves_the_memory_as_it_was(case) -> None:
+    case = dict(case)
+    rows = case.pop("rows", None)
+    output_kind = case.pop("output", "memory")
+    module, params, cfg = _make(seed=7, read_inputs=True, output=output_kind, **case)
+    assert module.output_size == (cfg["mem_slots"] + 1) * module.mem_size
+    rng = np.random.default_rng(2)
+    batch = 3
+    x_shape = (batch, cfg["input_size"]) if rows is None else (batch, rows, cfg["input_size"])
+    x = rng.normal(size=x_shape)
+    memory = rng.normal(size=(batch, cfg["mem_slots"], module.mem_size))
+    x_rows = x[:, None] if rows is None else x
+    reads: list = []
+    expected_memory, expected_attention = reference_step(params, cfg, x_rows, memory, reads)
+
+    for return_attention in (True, False):
+        out = module(torch.from_numpy(x), torch.from_numpy(memory), return_attention)
+        output, next_memory = out[0].detach().numpy(), out[1].detach().numpy()
+        np.testing.assert_allclose(next_memory, expected_memory, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(output[:, -module.mem_size :], reads[0], atol=1e-5, rtol=0)
+        if output_kind == "memory":
+            flat = expected_memory.reshape(batch, -1)
+            np.testing.assert_allclose(output[:, : -module.mem_size], flat, atol=1e-5, rtol=0)
+        if return_attention:
+            np.testing.assert_allclose(out[2].detach().numpy(), expected_attention, atol=1e-5)
+
+    # The same weights without the read: the same memory and the same output before the read.
+    plain = RelationalMemory(**{k: v for k, v in cfg.items() if k != "read_inputs"}).double()
+    plain.load_state_dict(module.state_dict())
+    plain_out, plain_memory = plain(torch.from_numpy(x), torch.from_numpy(memory))
+    np.testing.assert_allclose(plain_memory.detach().numpy(), expected_memory, atol=1e-5)
+    np.testing.assert_allclose(
+        plain_out.detach().numpy(), output[:, : -module.mem_size], atol=1e-10, rtol=0
+    )
+
+
+def test_input_read_adds_no_parameters_and_the_read_depends_on_the_input() -> None:
+    plain = RelationalMemory(input_size=6, mem_slots=3, head_size=4, num_heads=2)
+    read = RelationalMemory(input_size=6, mem_slots=3, head_size=4, num_heads=2, read_inputs=True)
+    assert sum(p.numel() for p in read.parameters()) == sum(p.numel() for p in plain.parameters())
+    assert "read_inputs=True" in repr(read)
+    x = torch.randn(2, 5, 6, requires_grad=True)
+    output, _ = read(x, read.initial_state(2))
+    output[:, -read.mem_size :].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # and the read changes with the input where the memory's rows would not tell it apart
+    other, _ = read(torch.randn(2, 5, 6), read.initial_state(2))
+    assert not torch.allclose(other[:, -read.mem_size :], output[:, -read.mem_size :].detach())
+
+
+@pytest.mark.parametrize("rows", [None, 3, 14])
+def test_input_read_unroll_with_resets_equals_stepping(rows) -> None:
+    torch.manual_seed(0)
+    core = RelationalMemory(input_size=6, mem_slots=2, head_size=4, num_heads=2, read_inputs=True)
+    core = core.double()
+    shape = (2, 5, 6) if rows is None else (2, 5, rows, 6)
+    xs = torch.randn(shape, dtype=torch.float64)
+    resets = torch.zeros(2, 5, dtype=torch.bool)
+    resets[0, 2] = True
+    outputs, final = core.unroll(xs, core.initial_state(2), resets)
+    assert outputs.shape == (2, 5, core.output_size)
+    memory = core.initial_state(2)
+    for t in range(5):
+        memory = torch.where(resets[:, t, None, None], core.initial_state(2), memory)
+        out, memory = core(xs[:, t], memory)
+        torch.testing.assert_close(outputs[:, t], out, atol=1e-10, rtol=0)
+    torch.testing.assert_close(final, memory, atol=1e-10, rtol=0)
+    # many rows would be attended through their features without the read: not with it
+    assert not core._factor_inputs

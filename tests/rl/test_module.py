@@ -195,6 +195,7 @@ class _nullcontext:
     "env, core, extra",
     [
         ("CartPole-v1", "rmc", {}),
+        ("CartPole-v1", "rmc", {"rmc_input_read": True, "skip": True, "gate_style": "unit"}),
         ("CartPole-v1", "lstm", {}),
         ("rmc_agents.rl.toy_envs:CueRecallDict", "rmc", {}),
         ("rmc_agents.rl.toy_envs:CueRecall", "gru", {"prev_action": True, "prev_reward": True}),
@@ -528,3 +529,37 @@ def test_value_trains_core_false_stops_the_value_gradient_at_the_cores_output(co
     torch.testing.assert_close(values[0], values[1])
     assert grads[0]["core"] > 0 and grads[1]["core"] == 0
     assert grads[1]["encoder"] > 0 and grads[1]["vf"] > 0
+
+
+def test_rmc_input_read_gives_the_heads_the_read_after_the_memory():
+    """``model.rmc_input_read``: the core's output grows by one memory row (the input rows' read),
+    the heads take it, and the part before it is the output of the same core without the read."""
+    from rmc_agents.rl.settings import ModelSettings
+
+    space = SPACES["image"]
+    modules = {}
+    for read in (False, True):
+        settings = ModelSettings(
+            core="rmc", mem_slots=2, head_size=8, num_heads=2, skip=True, rmc_input_read=read
+        )
+        torch.manual_seed(0)
+        modules[read] = RecurrentAgentModule(
+            observation_space=space,
+            action_space=gym.spaces.Discrete(5),
+            model_config=settings.rllib_model_config(),
+        )
+    plain, read = modules[False], modules[True]
+    assert read.core.read_inputs and not plain.core.read_inputs
+    assert read.core_out_size == plain.core_out_size + 16
+    assert read.pi.in_features == plain.pi.in_features + 16
+    shared = {k: v for k, v in read.state_dict().items() if not k.startswith(("pi", "vf"))}
+    plain.load_state_dict(shared, strict=False)
+    obs = sample_batch(space, (2, 3))
+    batch = {Columns.OBS: obs, Columns.STATE_IN: initial_state(plain, 2)}
+    with torch.no_grad():
+        ours = read.forward_train(batch)[Columns.EMBEDDINGS]
+        theirs = plain.forward_train(batch)[Columns.EMBEDDINGS]
+    size = plain.core_out_size
+    torch.testing.assert_close(ours[..., :size], theirs[..., :size])  # the memory
+    torch.testing.assert_close(ours[..., size + 16 :], theirs[..., size:])  # the skip
+    assert ours[..., size : size + 16].abs().sum() > 0  # the read

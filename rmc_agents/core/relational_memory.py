@@ -3,8 +3,9 @@
 The memory is a set of ``mem_slots`` vectors of ``mem_size = num_heads * head_size`` features. Each
 step the input is projected to one or more extra rows, every row attends over all rows
 (multi-head dot-product attention followed by a row-wise MLP, both with residual connections and
-row-wise LayerNorm), the input rows are dropped again, and LSTM-style input and forget gates mix the
-attended memory with the previous one. docs/cores.md gives the equations' sources.
+row-wise LayerNorm), the input rows are dropped again (``read_inputs`` keeps their max-pooled read
+for the output), and LSTM-style input and forget gates mix the attended memory with the previous
+one. docs/cores.md gives the equations' sources.
 
 Speed: ``unroll`` computes everything that does not depend on the memory for all time steps at
 once (the input projection, the first block's queries/keys/values of the input rows, and the input
@@ -481,7 +482,8 @@ class RelationalMemory(nn.Module):
         proj = self.input_projection
         if maps is not None:
             return None, self._input_xi(rows, maps[0]), self._gate_input_half(rows, None)
-        # The projected rows themselves are only needed as a residual when a later block follows.
+        # The projected rows themselves are only needed as a residual where they are queries too:
+        # in a block that a later block follows, or in every block with read_inputs.
         inputs = proj(rows) if self.num_blocks > 1 or self.read_inputs else None
         if inputs is None and self._fold_input_qkv:
             # qkv(proj(x)) is one affine map of x: with few input features (image cells) the

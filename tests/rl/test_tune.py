@@ -539,3 +539,24 @@ def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
     assert after == before
     _, rows_after = _read_csv(out / "trials.csv")
     assert rows_after == rows_before
+
+
+@pytest.mark.parametrize(
+    "changed, setting",
+    [
+        ("popgym_sized_rmc_unitgates_read", ("model", "rmc_input_read", True)),
+        ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
+    ],
+)
+def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):
+    """Each ablation sweep is its reference sweep with one setting changed, so its table's
+    comparison is that one change."""
+    reference = changed.rsplit("_", 1)[0]
+    ran = load_sweep(SWEEPS / f"{changed}.yaml")
+    base = load_sweep(SWEEPS / f"{reference}.yaml")
+    section, name, value = setting
+    assert getattr(getattr(ran.settings, section), name) == value
+    assert getattr(getattr(base.settings, section), name) != value
+    setattr(getattr(base.settings, section), name, value)
+    assert ran.settings == base.settings
+    assert ran.search == base.search

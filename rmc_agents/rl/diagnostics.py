@@ -20,8 +20,10 @@ learner measures, for each module:
 The IMPALA and APPO losses log at every update (a few reductions of tensors they hold anyway):
 ``diag_log_rho`` (mean ``|log pi/mu|`` over real steps), ``diag_rho_clipped`` (the share of steps
 whose importance weight V-trace clips) and ``diag_value_ev`` (the explained variance of the V-trace
-targets by the value estimates: 1 is perfect, 0 no better than their mean). PPO's
-``vf_explained_var`` (RLlib's) stands in for ``diag_value_ev``.
+targets by the value estimates: 1 is perfect, 0 no better than their mean). PPO's learner logs
+``diag_value_ev`` of its GAE targets over the real steps too (:class:`rmc_agents.rl.optim.
+PPOValueStats`): RLlib's own ``vf_explained_var`` counts every row of the batch, the learner
+chunks' padding and the bootstrap rows included, and clips at -1.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "memory_stats",
     "rho_value_stats",
     "slot_spread",
+    "value_stats",
 ]
 
 DEFAULT_EVERY = 5
@@ -98,14 +101,28 @@ def rho_value_stats(
         else:
             clipped = log_rhos > torch.log(torch.tensor(float(clip_rho_threshold)))
             stats["diag_rho_clipped"] = _masked_mean(clipped.float(), valid)
+        stats.update(value_stats(values, targets, valid))
+        return stats
+
+
+def value_stats(
+    values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """``diag_value_ev``: the explained variance of the value targets by the value estimates over
+    the real steps (``mask``; 1 is perfect, 0 no better than the targets' mean, unbounded below),
+    absent with fewer than two real steps."""
+    with torch.no_grad():
+        valid = mask.bool()
         t = targets.detach()[valid]
         v = values.detach()[valid]
-        if t.numel() > 1:
-            var = t.var(unbiased=False)
-            stats["diag_value_ev"] = torch.where(
+        if t.numel() < 2:
+            return {}
+        var = t.var(unbiased=False)
+        return {
+            "diag_value_ev": torch.where(
                 var > 0, 1.0 - (t - v).var(unbiased=False) / var.clamp(min=1e-12), var.new_zeros(())
             )
-        return stats
+        }
 
 
 def _group_of(name: str) -> str | None:

@@ -179,3 +179,62 @@ def test_the_learner_logs_the_kl_of_its_own_update(ray_cluster):
     for key in ("diag_grad_norm_torso", "diag_grad_norm_core", "diag_grad_norm_heads"):
         assert stats[key] > 0, key
     assert 0 <= stats["diag_rho_clipped"] <= 1 and stats["diag_log_rho"] >= 0
+
+
+def test_ppo_logs_the_values_fit_over_the_real_steps_only(ray_cluster):
+    """PPO: ``diag_value_ev`` is the explained variance of the GAE targets by the values over the
+    real steps, recomputed here; RLlib's ``vf_explained_var`` counts the padding and the bootstrap
+    rows too, so it differs on a batch with padding."""
+    run = RunSettings(env="CartPole-v1", algo="ppo")
+    run.model.mem_slots, run.model.head_size, run.model.num_heads = 2, 8, 2
+    run.resources.num_env_runners, run.resources.envs_per_runner = 0, 4
+    learner, batch = learner_and_batch(run)
+    try:
+        module = learner.module["default_policy"]
+        mod_batch = batch["default_policy"]
+        mask = mod_batch[Columns.LOSS_MASK].bool()
+        assert (~mask).any(), "no padding or bootstrap rows in the batch"
+        with torch.no_grad():  # the values the update's loss sees (the weights before its step)
+            values = module.compute_values(mod_batch)
+        learner._uncompiled_update({"default_policy": mod_batch})
+        got = float(learner.metrics.peek(("default_policy", "diag_value_ev")))
+        mean_value = float(learner.metrics.peek(("default_policy", "mean_value")))
+        rllib = float(learner.metrics.peek(("default_policy", "vf_explained_var")))
+    finally:
+        learner.shutdown()
+    t = mod_batch["value_targets"][mask].double().numpy()
+    v = values[mask].double().numpy()
+    assert got == pytest.approx(1 - np.var(t - v) / np.var(t), rel=1e-4, abs=1e-6)
+    assert mean_value == pytest.approx(v.mean(), rel=1e-4, abs=1e-6)
+    assert rllib != pytest.approx(got, abs=1e-3)
+
+
+def test_value_fit_measures_a_ppo_run_and_refuses_an_impala_one(tmp_path, cli_run, ray_cluster):
+    """``bench/value_fit.py``: a trained PPO run's value over the real steps of batches of its own
+    play (its learner chunks keep padding, so RLlib's all-rows figure differs); an IMPALA run is
+    refused by name (its losses log the real-step figure already)."""
+    import importlib.util
+
+    from .conftest import CLI_TINY_YAML, ROOT, run_cli
+
+    spec = importlib.util.spec_from_file_location("value_fit", ROOT / "bench" / "value_fit.py")
+    value_fit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(value_fit)
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(CLI_TINY_YAML)
+    out = tmp_path / "ppo"
+    proc = run_cli(
+        "--env", "CartPole-v1", "--config", str(cfg), "--set", "algo=ppo",
+        "--stop-iterations", "1", "--output", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = value_fit.value_fit(out, steps=300, seed=5)
+    assert (row["env"], row["core"], row["sample_seed"]) == ("CartPole-v1", "rmc", 5)
+    assert row["steps"] >= 300
+    assert 0 < row["real_share"] < 1
+    assert np.isfinite(row["ev_real"]) and row["ev_real"] <= 1
+    assert row["ev_rllib"] >= -1 and row["ev_rllib"] != pytest.approx(row["ev_real"], abs=1e-6)
+    _, impala_run, _ = cli_run
+    with pytest.raises(SystemExit, match="is an IMPALA run"):
+        value_fit.value_fit(impala_run, steps=100, seed=0)

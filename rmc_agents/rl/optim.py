@@ -335,9 +335,9 @@ class PPOValueStats:
     (the explained variance of the GAE value targets by the value estimates) and ``mean_value``
     over the batch's real steps at every update. RLlib's PPO loss logs ``vf_explained_var`` over
     every row instead, the learner chunks' padding (zero targets beside whatever the value head
-    gives on padded observations) and the bootstrap rows included, and clips it at -1: on short
-    chunks it reads far below the value's real fit (a trained POPGym RMC whose value explains
-    0.80 of its discounted returns over whole episodes logged -1)."""
+    gives on padded observations) and the bootstrap rows included, and clips it at -1: rows that
+    are not steps weigh in, and more of them in unpacked batches (LSTM, GRU) than in packed ones
+    (RMC), so its figure is not comparable between cores."""
 
     def compute_loss_for_module(
         self, *, module_id: str, config: Any, batch: dict, fwd_out: dict

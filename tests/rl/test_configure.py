@@ -257,7 +257,8 @@ def test_a_plain_rllib_script_with_the_rmc_learns_cue_recall(ray_cluster):
     0.85, where a memoryless policy scores about 0.54 and one whose memory broke at the cut at most
     0.67 (tests/rl/test_training.py runs the same task through train_agent.py's path). Most runs
     pass 0.9 within 35-55k steps; asynchronous sampling leaves a slow tail (one run in CI sat at
-    0.88 through 150k), so the bar is 0.85, still far above what a broken memory can reach."""
+    0.88 through 150k, one at 0.67 at 150k), so the bar is 0.85, still far above what a broken
+    memory can reach, and a slow run gets up to 300k steps (a passing run stops at the bar)."""
     _register_toy_envs()
     cue = {"num_cues": 2, "length": 12}
     config = (
@@ -269,7 +270,7 @@ def test_a_plain_rllib_script_with_the_rmc_learns_cue_recall(ray_cluster):
     built = configure(config, "rmc", mem_slots=2, head_size=16, num_heads=2).build_algo()
     best, steps = 0.0, 0
     try:
-        while steps < 150_000 and best < 0.85:  # most runs get there by 50k; a few need more
+        while steps < 300_000 and best < 0.85:  # most runs get there by 50k; a few need more
             result = built.train()
             steps = result["env_runners"]["num_env_steps_sampled_lifetime"]
             best = max(best, result["env_runners"].get("episode_return_mean", 0.0) or 0.0)

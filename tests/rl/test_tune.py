@@ -170,8 +170,8 @@ def test_the_full_board_rows_pair_reads_the_same_unpooled_torso_at_the_same_sett
 @pytest.mark.parametrize(
     "config, sweep",
     [
-        ("minipacman_full_sized_rmc", "full_rmc_rows_unitgates"),
-        ("minipacman_full_sized_lstm", "full_lstm_projected"),
+        ("minipacman_full_sized_rmc", "full_rmc_rows_unitgates_clip1"),
+        ("minipacman_full_sized_lstm", "full_lstm_projected_clip1"),
     ],
 )
 def test_the_full_board_configs_are_the_measured_runs(config, sweep):
@@ -546,6 +546,8 @@ def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
     [
         ("popgym_sized_rmc_unitgates_read", ("model", "rmc_input_read", True)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
+        ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
+        ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -30,10 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
 
 
 def _explained_variance(targets, values) -> float:
-    import numpy as np
+    """The explained variance of ``targets`` by ``values`` (1-d arrays), as ``diag/value_ev``
+    computes it during training."""
+    import torch
 
-    var = float(np.var(targets))
-    return 1.0 - float(np.var(targets - values)) / var if var > 0 else 0.0
+    from rmc_agents.rl.diagnostics import value_stats
+
+    t = torch.as_tensor(targets, dtype=torch.float64)
+    stats = value_stats(torch.as_tensor(values, dtype=torch.float64), t, torch.ones_like(t))
+    return float(stats["diag_value_ev"]) if stats else 0.0
 
 
 def value_fit(run_dir: Path, steps: int, seed: int) -> dict:

@@ -143,12 +143,41 @@ def apply_overrides(
         node = data
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
+            if _is_free_mapping(type(cfg), parts[:i]):
+                # a free-form mapping (``env_kwargs``): its keys are the user's to name
+                if not last:
+                    node = node.setdefault(part, {})
+                    if not isinstance(node, dict):
+                        raise ConfigError(
+                            f"{source}: {'.'.join(parts[: i + 1])} is not a mapping, "
+                            f"cannot set {key}"
+                        )
+                continue
             if part not in node or (not last and not isinstance(node[part], dict)):
                 raise ConfigError(_unknown_key(source, parts[: i + 1], node))
             if not last:
                 node = node[part]
         node[parts[-1]] = value
     return _build(type(cfg), data, prefix="", source=source)
+
+
+def _is_free_mapping(cls: type, path: list[str]) -> bool:
+    """Whether the field at ``path`` (field names from ``cls`` down, or within such a field) is a
+    plain ``dict`` (``env_kwargs``) rather than a dataclass with known keys."""
+    tp: Any = cls
+    for part in path:
+        if get_origin(tp) is dict or tp is dict:
+            return True
+        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
+            return False
+        hints = get_type_hints(tp)
+        if part not in hints:
+            return False
+        tp = hints[part]
+        if get_origin(tp) in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            tp = args[0] if len(args) == 1 else tp
+    return get_origin(tp) is dict or tp is dict
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -94,6 +94,32 @@ def test_unknown_override_key_is_named():
         apply_overrides(Run(), {"steps": "many"})
 
 
+def test_keys_of_a_free_form_mapping_can_be_set_and_added():
+    """``--set env_kwargs.mode=rush``: a plain-dict field (the env's keyword arguments) has no
+    fixed keys, so a dotted override adds or replaces one; a dataclass field's keys stay checked."""
+
+    @dataclass
+    class WithKwargs:
+        env_kwargs: dict = field(default_factory=dict)
+        optim: Optim = field(default_factory=Optim)
+
+    cfg = apply_overrides(WithKwargs(), {"env_kwargs.mode": "rush", "env_kwargs.size": 7})
+    assert cfg.env_kwargs == {"mode": "rush", "size": 7}
+    cfg = apply_overrides(cfg, {"env_kwargs.mode": "hunt", "env_kwargs.sub.depth": 2})
+    assert cfg.env_kwargs == {"mode": "hunt", "size": 7, "sub": {"depth": 2}}
+    with pytest.raises(ConfigError, match="env_kwargs.mode is not a mapping"):
+        apply_overrides(cfg, {"env_kwargs.mode.x": 1})
+    with pytest.raises(ConfigError, match="'optim.beta'"):
+        apply_overrides(cfg, {"optim.beta": 1})
+
+
+def test_the_run_settings_take_env_kwargs_on_the_command_line():
+    from rmc_agents.rl.settings import RunSettings
+
+    cfg = apply_overrides(RunSettings(), parse_set_items(["env_kwargs.mode=rush"]))
+    assert cfg.env_kwargs == {"mode": "rush"}
+
+
 def test_saved_config_loads_back_equal(tmp_path):
     cfg = Run(steps=7, layers=[3], seed=2, optim=Optim(lr=0.1, kind="rmsprop"))
     save_config(cfg, tmp_path / "out.yaml")

@@ -150,6 +150,11 @@ class RelationalMemory(nn.Module):
             [-1, 1] (the initial memory is there), where the paper's independent gates bound it
             only by ``i / (1 - f)``. Only the input half of the gate Linears exists then, and
             ``forget_bias`` is unused (``input_bias`` sets the starting mix).
+        gate_floor: each gate is ``floor + (1 - 2 * floor) * sigmoid(.)`` **(ours)**, within
+            ``[floor, 1 - floor]``: a gate never shuts or opens fully, so the memory is always
+            written a little and kept a little, and the loss's gradient always reaches the
+            attention through the write. ``0`` (the default) is the paper's sigmoid. With
+            independent gates it also bounds the memory by ``(1 - floor) / floor``.
         attention_mlp_layers: Linear layers of width ``mem_size`` in the attention MLP.
         key_size: size of queries and keys per head; ``None`` means ``head_size``.
         attention_scale: ``"paper"`` (queries times ``key_size ** -0.5``) or ``"sonnet"`` (times
@@ -198,6 +203,7 @@ class RelationalMemory(nn.Module):
         slot_embeddings: bool = False,
         output: str = "memory",
         read_inputs: bool = False,
+        gate_floor: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_size = check_positive_int("input_size", input_size)
@@ -213,6 +219,9 @@ class RelationalMemory(nn.Module):
         if not isinstance(coupled_gates, bool):
             raise TypeError(f"coupled_gates must be a bool, got {coupled_gates!r}")
         self.coupled_gates = coupled_gates
+        self.gate_floor = check_finite_float("gate_floor", gate_floor)
+        if not 0.0 <= self.gate_floor < 0.5:
+            raise ValueError(f"gate_floor must be in [0, 0.5), got {gate_floor!r}")
         self.attention_mlp_layers = check_positive_int("attention_mlp_layers", attention_mlp_layers)
         self.key_size = head_size if key_size is None else check_positive_int("key_size", key_size)
         if attention_scale not in ATTENTION_SCALES:
@@ -313,7 +322,7 @@ class RelationalMemory(nn.Module):
             f"head_size={self.head_size}, num_heads={self.num_heads}, "
             f"num_blocks={self.num_blocks}, key_size={self.key_size}, "
             f"gate_style={self.gate_style!r}, coupled_gates={self.coupled_gates}, "
-            f"forget_bias={self.forget_bias}, "
+            f"forget_bias={self.forget_bias}, gate_floor={self.gate_floor}, "
             f"input_bias={self.input_bias}, attention_mlp_layers={self.attention_mlp_layers}, "
             f"attention_scale={self.attention_scale!r}, "
             f"slot_embeddings={self.slot_embedding is not None}, output={self.output!r}, "
@@ -773,11 +782,12 @@ class RelationalMemory(nn.Module):
         Returns:
             ``(input_gate, forget_gate)``, each ``[B, S, gate_size]`` (broadcasts over features).
         """
-        gates = self.gate_memory(torch.tanh(memory)) + gate_inputs.unsqueeze(1)
+        gates = torch.sigmoid(self.gate_memory(torch.tanh(memory)) + gate_inputs.unsqueeze(1))
+        if self.gate_floor:
+            gates = self.gate_floor + (1.0 - 2.0 * self.gate_floor) * gates
         if self.coupled_gates:
-            input_gate = torch.sigmoid(gates)
-            return input_gate, 1.0 - input_gate
-        return torch.sigmoid(gates).chunk(2, dim=-1)
+            return gates, 1.0 - gates
+        return gates.chunk(2, dim=-1)
 
     # ------------------------------------------------------------------------------- checks
 

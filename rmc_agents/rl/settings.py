@@ -58,6 +58,8 @@ class ModelSettings:
     # RMC: the constant forget-gate bias (null: Sonnet's 1.0)
     forget_bias: float | None = 1.0
     input_bias: float = 0.0  # RMC: the constant input-gate bias (Sonnet's 0)
+    # RMC: every gate within [gate_floor, 1 - gate_floor]: never fully shut or open (docs/cores.md)
+    gate_floor: float = 0.0
     # GRU: update-gate bias at the start (the share of the old state kept), the other biases 0;
     # null: PyTorch's initialisation
     update_bias: float | None = None
@@ -120,6 +122,7 @@ class ModelSettings:
                 "read_inputs": self.rmc_input_read,
                 "forget_bias": 1.0 if self.forget_bias is None else self.forget_bias,
                 "input_bias": self.input_bias,
+                "gate_floor": self.gate_floor,
             }
         if self.core == "lstm":
             return {"hidden_size": self.hidden_size, "forget_bias": self.forget_bias}

@@ -60,7 +60,7 @@ def policy_spec(core: str = "rmc", **settings: Any) -> RLModuleSpec:
             ``num_heads`` (4), ``num_blocks`` (1), ``gate_style`` (``memory``), ``coupled_gates``
             (False),
             ``attention_mlp_layers`` (2), ``attention_scale`` (``paper``), ``slot_embeddings``
-            (False), ``rmc_output`` (``memory``), ``rmc_input_read`` (False), ``forget_bias`` (1.0; LSTM and RMC), ``input_bias`` (0.0, RMC),
+            (False), ``rmc_output`` (``memory``), ``rmc_input_read`` (False), ``forget_bias`` (1.0; LSTM and RMC), ``input_bias`` (0.0, RMC), ``gate_floor`` (0.0, RMC),
             ``update_bias`` (None: PyTorch's initialisation; GRU),
             ``skip`` (False: the heads also see the torso's features), ``hidden_size`` (256,
             LSTM/GRU/MLP),

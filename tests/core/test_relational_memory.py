@@ -84,10 +84,15 @@ def reference_step(
     gates = (
         linear("gate_memory", np.tanh(memory)) + linear("gate_inputs", projected.mean(1))[:, None]
     )
-    input_gate = _sigmoid(gates[..., :g] + cfg["input_bias"])
+    floor = cfg.get("gate_floor", 0.0)
+
+    def squash(z: np.ndarray) -> np.ndarray:  # a sigmoid within [floor, 1 - floor]
+        return floor + (1.0 - 2.0 * floor) * _sigmoid(z)
+
+    input_gate = squash(gates[..., :g] + cfg["input_bias"])
     if cfg.get("coupled_gates"):  # the forget gate is what the input gate leaves
         return input_gate * np.tanh(new_memory) + (1.0 - input_gate) * memory, attention
-    forget_gate = _sigmoid(gates[..., g:] + cfg["forget_bias"])
+    forget_gate = squash(gates[..., g:] + cfg["forget_bias"])
     return input_gate * np.tanh(new_memory) + forget_gate * memory, attention
 
 
@@ -139,6 +144,8 @@ REFERENCE_CASES = [
     dict(gate_style=None, num_blocks=2, mem_slots=4, slot_embeddings=True),
     dict(gate_style="unit", rows=3, coupled_gates=True, input_bias=-0.5),
     dict(gate_style="memory", num_blocks=2, coupled_gates=True),
+    dict(gate_style="unit", rows=3, coupled_gates=True, gate_floor=0.05),
+    dict(gate_style="memory", forget_bias=3.0, gate_floor=0.2),
 ]
 
 
@@ -779,3 +786,35 @@ def test_input_read_unroll_with_resets_equals_stepping(rows) -> None:
     torch.testing.assert_close(final, memory, atol=1e-10, rtol=0)
     # many rows would be attended through their features without the read: not with it
     assert not core._factor_inputs
+
+
+def test_the_gate_floor_keeps_a_saturated_gate_writing_and_its_gradient_flowing() -> None:
+    """With its gate logits driven far past saturation (the input gate shut), the paper's gate
+    writes nothing and passes no gradient to the attention; with ``gate_floor`` the gate stays at
+    the floor: the write goes on at that share and the attention's parameters get a gradient."""
+    results = {}
+    for floor in (0.0, 0.05):
+        core = RelationalMemory(
+            6, 3, 4, 2, gate_style="unit", coupled_gates=True, input_bias=-60.0, gate_floor=floor
+        ).double()
+        torch.manual_seed(0)
+        x = torch.randn(2, 6, dtype=torch.float64)
+        memory = core.initial_state(2).double()
+        _, next_memory = core(x, memory)
+        next_memory.sum().backward()
+        attention_grad = sum(
+            p.grad.abs().sum().item() for n, p in core.named_parameters() if "qkv" in n
+        )
+        results[floor] = (next_memory.detach(), attention_grad)
+    shut, shut_grad = results[0.0]
+    floored, floored_grad = results[0.05]
+    assert torch.allclose(shut, core.initial_state(2).double())  # nothing written
+    assert shut_grad < 1e-20 < 1e-3 < floored_grad  # sigmoid(-60) ~ 1e-26: no signal
+    change = (floored - core.initial_state(2).double()).abs()
+    assert change.max() > 1e-3  # written at the floor's share
+
+
+@pytest.mark.parametrize("floor", [-0.1, 0.5, 1.0, float("nan")])
+def test_a_gate_floor_outside_zero_to_one_half_is_refused(floor: float) -> None:
+    with pytest.raises(ValueError, match="gate_floor"):
+        RelationalMemory(6, 3, 4, 2, gate_floor=floor)

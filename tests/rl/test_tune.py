@@ -550,6 +550,7 @@ def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
         ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),
         ("viewport_rush_rmc_ent01", ("training", "entropy_coeff", 0.01)),
         ("viewport_rush_rmc_ent01_gatefloor", ("model", "gate_floor", 0.02)),
+        ("viewport_rush_rmc_ent01_gatefloor05", ("model", "gate_floor", 0.05)),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -140,11 +140,10 @@ def apply_overrides(
         if value is None and skip_none:
             continue
         parts = key.split(".")
-        node = data
+        node, field_type, free = data, type(cfg), False
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            if _is_free_mapping(type(cfg), parts[:i]):
-                # a free-form mapping (``env_kwargs``): its keys are the user's to name
+            if free:  # within a free-form mapping (``env_kwargs``): its keys are the user's
                 if not last:
                     node = node.setdefault(part, {})
                     if not isinstance(node, dict):
@@ -155,29 +154,24 @@ def apply_overrides(
                 continue
             if part not in node or (not last and not isinstance(node[part], dict)):
                 raise ConfigError(_unknown_key(source, parts[: i + 1], node))
+            field_type = _field_type(field_type, part)
+            free = get_origin(field_type) is dict or field_type is dict
             if not last:
                 node = node[part]
         node[parts[-1]] = value
     return _build(type(cfg), data, prefix="", source=source)
 
 
-def _is_free_mapping(cls: type, path: list[str]) -> bool:
-    """Whether the field at ``path`` (field names from ``cls`` down, or within such a field) is a
-    plain ``dict`` (``env_kwargs``) rather than a dataclass with known keys."""
-    tp: Any = cls
-    for part in path:
-        if get_origin(tp) is dict or tp is dict:
-            return True
-        if not (dataclasses.is_dataclass(tp) and isinstance(tp, type)):
-            return False
-        hints = get_type_hints(tp)
-        if part not in hints:
-            return False
-        tp = hints[part]
-        if get_origin(tp) in (Union, types.UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            tp = args[0] if len(args) == 1 else tp
-    return get_origin(tp) is dict or tp is dict
+def _field_type(cls: Any, name: str) -> Any:
+    """The type of field ``name`` of dataclass ``cls`` (``X`` for ``X | None``); ``None`` when
+    ``cls`` is not a dataclass."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        return None
+    tp = get_type_hints(cls).get(name)
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -545,6 +545,8 @@ def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
     "changed, setting",
     [
         ("popgym_sized_rmc_unitgates_read", ("model", "rmc_input_read", True)),
+        ("popgym_sized_rmc_unitgates_read_1m", ("stop", "timesteps", 1_000_000)),
+        ("popgym_sized_gru_retain_1m", ("stop", "timesteps", 1_000_000)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
         ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),

@@ -5,6 +5,8 @@ output directory, before Ray starts. Then Ray Tune runs the trials (:mod:`rmc_ag
 and the results are written::
 
     DIR/sweep.yaml     the sweep file as given; DIR/sweep.json: what a resume compares
+    DIR/parts.json     the parts run into DIR: each --only subset of the same file is one, with
+                       its own Tune state (tune/, tune-2/, ...); trials.csv covers them all
     DIR/trials/<id>/   each trial's run, as train_agent.py writes one (config.yaml, progress.csv,
                        tb/, checkpoint/, summary.json)
     DIR/tune/          Ray Tune's state (what a resume restores)
@@ -13,7 +15,8 @@ and the results are written::
 
 The same command run again with the same ``--output`` continues a sweep that was stopped (Ctrl-C,
 a kill, a failed trial): finished trials are kept, unfinished and failed ones go on from their
-checkpoints. Errors a user can cause print one ``error: ...`` line and exit with status 2.
+checkpoints. The same file with other ``--only`` values (and nothing else changed) runs as a part
+beside those already there, if it shares no trial with them. Errors a user can cause print one ``error: ...`` line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -42,6 +45,7 @@ SWEEP_COPY = "sweep.yaml"
 SWEEP_MARKER = "sweep.json"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
+PARTS_FILE = "parts.json"
 #: Seconds between two progress lines of one trial.
 PROGRESS_EVERY_S = 10.0
 
@@ -122,43 +126,143 @@ def _error(message: str) -> int:
 # --- the output directory ------------------------------------------------------------------
 
 
-def check_output(output: Path, sweep: Sweep, overwrite: bool) -> bool:
-    """Check ``output`` without touching it; return True when it holds this sweep to continue.
+class Place(NamedTuple):
+    """Where in its output directory a sweep runs: ``tune_dir`` holds its Tune state, ``resume``
+    whether that state is continued."""
+
+    resume: bool
+    tune_dir: str = TUNE_DIR
+
+
+def read_parts(output: Path) -> list[dict[str, Any]]:
+    """The parts of the sweep in ``output``: ``{"tune_dir", "identity", "command_line"}`` each,
+    the first run first. A directory from before sweeps could be run in parts holds one."""
+    path = output / PARTS_FILE
+    if path.is_file():
+        try:
+            parts = json.loads(path.read_text())["parts"]
+        except (ValueError, KeyError, TypeError):
+            raise SweepError(f"{path} is not readable; it lists the parts of the sweep") from None
+        return list(parts)
+    try:
+        stored = json.loads((output / SWEEP_MARKER).read_text())
+    except ValueError:
+        stored = {}
+    return [{"tune_dir": TUNE_DIR, "identity": stored, "command_line": ""}]
+
+
+def _grid_keys(whole: dict[str, Any]) -> list[str]:
+    search = whole.get("search")
+    if not isinstance(search, dict):
+        return []
+    return [k for k, v in search.items() if isinstance(v, dict) and isinstance(v.get("grid"), list)]
+
+
+def _narrows(identity: dict[str, Any], whole: dict[str, Any]) -> bool:
+    """Whether ``identity`` is the sweep ``whole`` with some of its grids narrowed (``--only``)."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("search"), dict):
+        return False
+    rest = {k: v for k, v in identity.items() if k != "search"}
+    if rest != {k: v for k, v in whole.items() if k != "search"}:
+        return False
+    search, full = identity["search"], whole.get("search")
+    if not isinstance(full, dict) or set(search) != set(full):
+        return False
+    grids = _grid_keys(whole)
+    for key, spec in search.items():
+        if key not in grids:
+            if spec != full[key]:
+                return False
+        elif not (isinstance(spec, dict) and set(spec) == {"grid"} and spec["grid"]):
+            return False
+        elif any(value not in full[key]["grid"] for value in spec["grid"]):
+            return False
+    return True
+
+
+def _shared_points(a: dict[str, Any], b: dict[str, Any], grids: list[str]) -> dict[str, list]:
+    """The grid values two parts of one sweep share, per grid key; empty if they share no trial
+    (a trial is one value of every grid key)."""
+    shared = {}
+    for key in grids:
+        values = [v for v in a["search"][key]["grid"] if v in b["search"][key]["grid"]]
+        if not values:
+            return {}
+        shared[key] = values
+    return shared
+
+
+def check_output(output: Path, sweep: Sweep, overwrite: bool) -> Place:
+    """Check ``output`` without touching it; return where in it the sweep runs.
+
+    An empty or new directory starts the sweep; one holding this sweep (the same file, ``--set``
+    and ``--only``) continues it; one holding other parts of the same sweep file (other ``--only``
+    values, the rest the same) takes this one as a part of its own, beside them.
 
     Raises:
-        SweepError: ``output`` is a file, holds files that are not a sweep, or holds a sweep of
-            another sweep file (and not ``overwrite``).
+        SweepError: ``output`` is a file, holds files that are not a sweep, holds a sweep of
+            another sweep file (and not ``overwrite``), or holds a part that would run some of the
+            same trials.
     """
     if output.exists() and not output.is_dir():
         raise SweepError(f"output {output} is a file, not a directory")
     if not output.exists() or not any(output.iterdir()):
-        return False
+        return Place(resume=False)
     marker = output / SWEEP_MARKER
     if not marker.is_file():
         raise SweepError(
             f"output directory {output} is not empty and holds no sweep; choose another --output"
         )
     if overwrite:
-        return False
-    try:
-        stored = json.loads(marker.read_text())
-    except ValueError:
-        stored = {}
+        return Place(resume=False)
+    parts = read_parts(output)
     current = json.loads(sweep.identity_json())
-    if stored != current:
-        differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-        raise SweepError(
-            f"output directory {output} holds a sweep of another sweep file (it differs in: "
-            f"{', '.join(differ)}; see {output / SWEEP_COPY}); choose another --output, or "
-            "--overwrite to replace that sweep"
-        )
-    return True
+    for part in parts:
+        if part["identity"] == current:
+            return Place(resume=True, tune_dir=part["tune_dir"])
+    whole = sweep.whole_identity()
+    if all(_narrows(part["identity"], whole) for part in parts) and _narrows(current, whole):
+        grids = [key for key in sweep.search if key in _grid_keys(whole)]  # the file's order
+        held = []
+        for part in parts:
+            shared = _shared_points(part["identity"], current, grids)
+            if shared:
+                named = " ".join(f"{k}={','.join(map(str, v))}" for k, v in shared.items())
+                held.append(f"{named} (from {part['command_line'] or 'the first run'})")
+        if held:
+            raise SweepError(
+                f"output directory {output} already holds the trials of {'; '.join(held)}; "
+                "give --only values it does not hold, or another --output"
+            )
+        taken = {part["tune_dir"] for part in parts}
+        number = len(parts) + 1
+        while f"{TUNE_DIR}-{number}" in taken:
+            number += 1
+        return Place(resume=False, tune_dir=f"{TUNE_DIR}-{number}")
+    stored = parts[0]["identity"] if isinstance(parts[0]["identity"], dict) else {}
+    differ = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    raise SweepError(
+        f"output directory {output} holds a sweep of another sweep file (it differs in: "
+        f"{', '.join(differ)}; see {output / SWEEP_COPY}); choose another --output, or "
+        "--overwrite to replace that sweep"
+    )
 
 
-def _make_output(output: Path, sweep: Sweep, resume: bool) -> None:
+def _make_output(output: Path, sweep: Sweep, place: Place) -> None:
     """After :func:`check_output` passed and Ray is up: clear a sweep being replaced, create the
-    directory, record the sweep."""
-    if not resume:
+    directory, record the sweep (or the new part of it)."""
+    if place.resume:
+        return
+    part = {
+        "tune_dir": place.tune_dir,
+        "identity": json.loads(sweep.identity_json()),
+        "command_line": sweep.command_line,
+    }
+    if place.tune_dir != TUNE_DIR:  # a part beside those already there
+        parts = read_parts(output) + [part]
+        with (output / SWEEP_COPY).open("a") as f:
+            f.write(f"# also run with {sweep.command_line} (Tune state: {place.tune_dir}/)\n")
+    else:
         if output.exists() and any(output.iterdir()):
             shutil.rmtree(output)  # a sweep (check_output) being overwritten
         output.mkdir(parents=True, exist_ok=True)
@@ -167,6 +271,8 @@ def _make_output(output: Path, sweep: Sweep, resume: bool) -> None:
             with (output / SWEEP_COPY).open("a") as f:
                 f.write(f"\n# run with {sweep.command_line}\n")
         (output / SWEEP_MARKER).write_text(sweep.identity_json() + "\n")
+        parts = [part]
+    (output / PARTS_FILE).write_text(json.dumps({"parts": parts}, indent=2, sort_keys=True) + "\n")
 
 
 # --- Ray and the trials' resources ---------------------------------------------------------
@@ -306,21 +412,23 @@ def _trainable(sweep: Sweep, output: Path) -> Any:
     return tune.with_resources(with_params, functools.partial(trial_resources, settings))
 
 
-def _tuner(sweep: Sweep, output: Path, resume: bool, verbose: bool) -> Any:
+def _tuner(sweep: Sweep, output: Path, place: Place, verbose: bool) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     trainable = _trainable(sweep, output)
-    experiment = output.resolve() / TUNE_DIR
-    if resume:
+    experiment = output.resolve() / place.tune_dir
+    if place.resume:
         if tune.Tuner.can_restore(str(experiment)):
             return tune.Tuner.restore(
                 str(experiment), trainable, resume_unfinished=True, resume_errored=True
             )
-        # Killed before Tune recorded anything: nothing to continue, start the trials afresh.
+        # Killed before Tune recorded anything: nothing to continue, start the trials afresh
+        # (their folders go too, unless other parts' trials live beside them).
         shutil.rmtree(experiment, ignore_errors=True)
-        shutil.rmtree(output / TRIALS_DIR, ignore_errors=True)
+        if len(read_parts(output)) == 1:
+            shutil.rmtree(output / TRIALS_DIR, ignore_errors=True)
     file = sweep.file
     if file.scheduler.type == "asha":
         scheduler: Any = ASHAScheduler(
@@ -346,7 +454,7 @@ def _tuner(sweep: Sweep, output: Path, resume: bool, verbose: bool) -> Any:
             trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
+            name=place.tune_dir,
             storage_path=str(output.resolve()),
             verbose=1 if verbose else 0,
             callbacks=[_make_progress(list(sweep.search), PROGRESS_EVERY_S)],
@@ -395,17 +503,24 @@ def trial_row(folder: Path, search: dict[str, Any], keys: list[str], tune_status
     return row
 
 
-def write_results(sweep: Sweep, output: Path) -> list[dict]:
-    """``trials.csv`` and ``best.yaml`` from the finished (or stopped) sweep's trials, as Tune's
-    saved state lists them; returns the rows, best first."""
+def write_results(sweep: Sweep, output: Path, tune_dir: str = TUNE_DIR) -> tuple[list, list]:
+    """``trials.csv`` and ``best.yaml`` from the finished (or stopped) trials of every part of
+    the sweep in ``output``, as Tune's saved state lists them; returns all rows, best first, and
+    the rows of the part whose Tune state is ``tune_dir``."""
     from ray import tune
 
     keys = list(sweep.search)
-    rows = []
-    for trial in tune.ExperimentAnalysis(str(output.resolve() / TUNE_DIR)).trials:
-        folder = output / TRIALS_DIR / trial.trial_id
-        search = (trial.config or {}).get("search", {})
-        rows.append(trial_row(folder, search, keys, str(trial.status)))
+    rows, own = [], []
+    for part in read_parts(output):
+        experiment = output.resolve() / part["tune_dir"]
+        if not experiment.is_dir():
+            continue
+        for trial in tune.ExperimentAnalysis(str(experiment)).trials:
+            folder = output / TRIALS_DIR / trial.trial_id
+            search = (trial.config or {}).get("search", {})
+            rows.append(trial_row(folder, search, keys, str(trial.status)))
+            if part["tune_dir"] == tune_dir:
+                own.append(rows[-1])
     rows.sort(key=lambda r: r["trial_id"])
     columns = [
         "trial_id",
@@ -427,7 +542,7 @@ def write_results(sweep: Sweep, output: Path) -> list[dict]:
     column = _COLUMN[sweep.file.metric]
     if ranked and not math.isnan(ranked[0][column]):
         _write_best(ranked[0], column, output, best_yaml)
-    return ranked
+    return ranked, own
 
 
 #: The trials.csv column of each sweep metric.
@@ -512,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             command_line=" ".join(typed),
         )
         output = Path(args.output or Path("runs") / "sweeps" / sweep.name)
-        resume = check_output(output, sweep, args.overwrite)
+        place = check_output(output, sweep, args.overwrite)
         _check_env(sweep)
     except (ConfigError, EnvResolutionError, UnsupportedSpaceError, SweepError) as exc:
         return _error(str(exc))
@@ -531,11 +646,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = _start_ray(args)
         _check_fits(_trial_request(sweep), joined=bool(args.address) or not started)
-        _make_output(output, sweep, resume)
-        if resume:
+        _make_output(output, sweep, place)
+        if place.resume:
             print(f"continuing the sweep in {output}", flush=True)
-        _tuner(sweep, output, resume, args.verbose).fit()
-        rows = write_results(sweep, output)
+        elif place.tune_dir != TUNE_DIR:
+            print(f"a part beside the sweep's others in {output} ({place.tune_dir}/)", flush=True)
+        _tuner(sweep, output, place, args.verbose).fit()
+        rows, own = write_results(sweep, output, place.tune_dir)
     except (ConfigError, ClusterError, SweepError, TrainingError) as exc:
         return _error(str(exc))
     finally:
@@ -546,9 +663,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"trials: {output / 'trials.csv'}", flush=True)
     if (output / "best.yaml").is_file():
         print(f"best settings: {output / 'best.yaml'}", flush=True)
-    failed = [r["trial_id"] for r in rows if r["status"] == "error"]
-    unfinished = [r["trial_id"] for r in rows if r["status"] == "unfinished"]
-    not_started = sweep.num_trials - len(rows)
+    failed = [r["trial_id"] for r in own if r["status"] == "error"]
+    unfinished = [r["trial_id"] for r in own if r["status"] == "unfinished"]
+    not_started = sweep.num_trials - len(own)
     if failed or unfinished or not_started > 0:
         parts = [f"{len(failed)} failed ({', '.join(failed)})"] * bool(failed)
         parts += [f"{len(unfinished)} unfinished ({', '.join(unfinished)})"] * bool(unfinished)

@@ -161,6 +161,7 @@ class Sweep:
     data: dict[str, Any] = field(default_factory=dict)  # the sweep file as read
     base_data: Any = None  # the base file as read
     command_line: str = ""  # the --set and --only items applied to the file, as typed
+    whole_data: dict[str, Any] | None = None  # ``data`` without the --only narrowing (None: same)
 
     @property
     def name(self) -> str:
@@ -177,7 +178,15 @@ class Sweep:
         sweep file, and the contents of its base file under ``"base file"`` (not its path; nor
         comments, nor the settings' built-in defaults, which a newer version of this project may
         extend)."""
-        keys = {k: v for k, v in self.data.items() if k != "base"}
+        return self._identity_of(self.data)
+
+    def whole_identity(self) -> dict[str, Any]:
+        """:meth:`identity` of the sweep with every grid whole (before ``--only`` narrowed it):
+        what each part of a sweep run in parts (``--only``) into one output has in common."""
+        return self._identity_of(self.data if self.whole_data is None else self.whole_data)
+
+    def _identity_of(self, data: dict[str, Any]) -> dict[str, Any]:
+        keys = {k: v for k, v in data.items() if k != "base"}
         return json.loads(
             json.dumps({**keys, "base file": self.base_data}, sort_keys=True, default=str)
         )
@@ -217,7 +226,9 @@ def load_sweep(
             the search can give is refused by the settings; the message names the key.
     """
     path = Path(path)
-    data = _with_command_line(read_mapping(path, "sweep file"), set_items or {}, only or {}, path)
+    raw = read_mapping(path, "sweep file")
+    data = _with_command_line(raw, set_items or {}, only or {}, path)
+    whole = _with_command_line(raw, set_items or {}, {}, path) if only else None
     file = config_from_dict(SweepFile, data, source=str(path))
     base_path = _find_base(file.base, path)
     settings = load_config(RunSettings, base_path)
@@ -246,6 +257,7 @@ def load_sweep(
         search=search,
         data=data,
         base_data=base_data,
+        whole_data=whole,
         command_line=(
             command_line
             if command_line is not None

@@ -332,7 +332,7 @@ def test_an_output_that_is_not_a_sweep_is_refused(tmp_path, capsys):
 
 def test_another_sweep_file_in_an_existing_sweep_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
-    cli._make_output(out, load_sweep(_sweep_file(tmp_path, GOOD_SEARCH)), resume=False)
+    cli._make_output(out, load_sweep(_sweep_file(tmp_path, GOOD_SEARCH)), cli.Place(resume=False))
     other = tmp_path / "other.yaml"
     other.write_text(GOOD_SEARCH + "num_samples: 3\n")
     assert cli.main([str(other), "--output", str(out)]) == 2
@@ -341,7 +341,7 @@ def test_another_sweep_file_in_an_existing_sweep_is_refused(tmp_path, capsys):
     # The same file again (comments and layout aside) is the same sweep.
     same = tmp_path / "same.yaml"
     same.write_text("# the same\n" + GOOD_SEARCH.replace("  ", "    "))
-    assert cli.check_output(out, load_sweep(same), overwrite=False) is True
+    assert cli.check_output(out, load_sweep(same), overwrite=False) == cli.Place(True, "tune")
 
 
 GRID_SWEEP = (
@@ -371,14 +371,74 @@ def test_the_command_line_narrows_a_grid_and_fixes_settings(tmp_path):
     # a different sweep to a resume: its output is not continued by the whole file
     assert some.identity() != whole.identity()
     out = tmp_path / "out"
-    cli._make_output(out, some, resume=False)
-    assert cli.check_output(out, some, overwrite=False) is True
+    cli._make_output(out, some, cli.Place(resume=False))
+    assert cli.check_output(out, some, overwrite=False).resume is True
     with pytest.raises(cli.SweepError, match="differs in: search, set"):
         cli.check_output(out, whole, overwrite=False)
     assert "# run with --set stop.timesteps=5000" in (out / "sweep.yaml").read_text()
     # --set of a searched key replaces its search
     fixed = load_sweep(path, set_items={"seed": 7})
     assert "seed" not in fixed.search and fixed.settings.seed == 7 and fixed.num_trials == 2
+
+
+def test_other_only_values_of_the_same_sweep_run_as_a_part_beside_the_first(tmp_path, capsys):
+    path = _sweep_file(tmp_path, GRID_SWEEP)
+    RF = "popgym:popgym-RepeatFirstEasy-v0"
+
+    def part(*only: str, **kw) -> object:
+        return load_sweep(
+            path, only=cli.parse_only_items(list(only)), command_line=" ".join(only), **kw
+        )
+
+    out = tmp_path / "out"
+    first = part("seed=1")
+    cli._make_output(out, first, cli.check_output(out, first, overwrite=False))
+    # other seeds, every env: a new part with its own Tune state
+    second = part("seed=2,3", f"env={RF}")
+    place = cli.check_output(out, second, overwrite=False)
+    assert place == cli.Place(resume=False, tune_dir="tune-2")
+    cli._make_output(out, second, place)
+    parts = cli.read_parts(out)
+    assert [p["tune_dir"] for p in parts] == ["tune", "tune-2"]
+    assert parts[1]["identity"] == second.identity()
+    assert parts[1]["command_line"] == f"seed=2,3 env={RF}"
+    assert "# also run with seed=2,3" in (out / "sweep.yaml").read_text()
+    # each part continues as itself
+    assert cli.check_output(out, first, overwrite=False) == cli.Place(True, "tune")
+    assert cli.check_output(out, second, overwrite=False) == cli.Place(True, "tune-2")
+    # a part sharing a trial with one already there is refused, naming the shared values
+    with pytest.raises(cli.SweepError, match=r"already holds the trials of seed=3 env=popgym"):
+        cli.check_output(out, part("seed=3"), overwrite=False)
+    with pytest.raises(cli.SweepError, match=r"already holds the trials of seed=1 .*from seed=1\)"):
+        cli.check_output(out, load_sweep(path), overwrite=False)  # the whole grid
+    # seed 3 on the env the second part left out shares nothing: a third part
+    third = part("seed=3", "env=CartPole-v1")
+    assert cli.check_output(out, third, overwrite=False) == cli.Place(False, "tune-3")
+    # another setting is another sweep, not a part of this one
+    with pytest.raises(cli.SweepError, match="another sweep file .*differs in: search, set"):
+        cli.check_output(out, part("seed=3", set_items={"training.lr": 1e-3}), overwrite=False)
+    # --overwrite replaces the whole sweep, parts and all
+    whole = load_sweep(path)
+    cli._make_output(out, whole, cli.check_output(out, whole, overwrite=True))
+    assert [p["tune_dir"] for p in cli.read_parts(out)] == ["tune"]
+    assert "also run with" not in (out / "sweep.yaml").read_text()
+
+
+def test_a_sweep_output_from_before_parts_is_read_as_one_part(tmp_path):
+    path = _sweep_file(tmp_path, GRID_SWEEP)
+    out = tmp_path / "out"
+    first = load_sweep(path, only=cli.parse_only_items(["seed=1"]))
+    cli._make_output(out, first, cli.Place(resume=False))
+    (out / cli.PARTS_FILE).unlink()  # as such directories were written
+    assert cli.read_parts(out) == [
+        {"tune_dir": "tune", "identity": first.identity(), "command_line": ""}
+    ]
+    assert cli.check_output(out, first, overwrite=False) == cli.Place(True, "tune")
+    second = load_sweep(path, only=cli.parse_only_items(["seed=2"]))
+    assert cli.check_output(out, second, overwrite=False) == cli.Place(False, "tune-2")
+    (out / cli.PARTS_FILE).write_text("{not json")
+    with pytest.raises(cli.SweepError, match="parts.json is not readable"):
+        cli.check_output(out, second, overwrite=False)
 
 
 def test_command_line_numbers_mean_the_same_however_they_are_typed(tmp_path):
@@ -539,6 +599,57 @@ def test_running_a_finished_sweep_again_reruns_nothing(smoke, capsys):
     assert after == before
     _, rows_after = _read_csv(out / "trials.csv")
     assert rows_after == rows_before
+
+
+def test_two_parts_of_one_sweep_run_into_one_output_and_one_table(ray_cluster, tmp_path, capsys):
+    """``--only seed=1`` and later ``--only seed=2`` of the same file into the same ``--output``:
+    two Tune states, one ``trials.csv`` with both trials, each part continued as itself."""
+    path = tmp_path / "parts.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "set": {
+                    "env": "MiniPacman-Viewport-v0",
+                    "model.mem_slots": 2,
+                    "model.head_size": 8,
+                    "resources.num_env_runners": 1,
+                    "resources.envs_per_runner": 4,
+                    "min_time_s_per_iteration": 0,
+                    "min_sample_timesteps_per_iteration": 500,
+                    "stop.timesteps": 1000,
+                    "stop.seconds": None,
+                },
+                "search": {"seed": {"grid": [1, 2]}},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO)
+        for name in ("RAY_CHDIR_TO_TRIAL_DIR", "RAY_AIR_NEW_OUTPUT"):
+            mp.setenv(name, "0")
+        assert cli.main([str(path), "--only", "seed=1", "--output", str(out)]) == 0
+        capsys.readouterr()
+        assert cli.main([str(path), "--only", "seed=2", "--output", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "a part beside the sweep's others" in printed and "tune-2" in printed
+        _, rows = _read_csv(out / "trials.csv")
+        assert sorted(int(r["seed"]) for r in rows) == [1, 2]
+        assert {r["status"] for r in rows} == {"done"}
+        for row in rows:
+            config = load_config(RunSettings, out / "trials" / row["trial_id"] / "config.yaml")
+            assert config.seed == int(row["seed"])
+        assert [p["tune_dir"] for p in cli.read_parts(out)] == ["tune", "tune-2"]
+        # the second part again: continued as itself, nothing rerun, both trials still listed
+        assert cli.main([str(path), "--only", "seed=2", "--output", str(out)]) == 0
+        assert "continuing the sweep" in capsys.readouterr().out
+        _, again = _read_csv(out / "trials.csv")
+        assert again == rows
+        # the first part's values again in a new part: refused, one line
+        assert cli.main([str(path), "--only", "seed=1,2", "--output", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "trials of seed=1 (from --only seed=1); seed=2 (from --only seed=2)" in err[0]
 
 
 @pytest.mark.parametrize(

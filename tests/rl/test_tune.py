@@ -652,12 +652,18 @@ def test_two_parts_of_one_sweep_run_into_one_output_and_one_table(ray_cluster, t
         assert "trials of seed=1 (from --only seed=1); seed=2 (from --only seed=2)" in err[0]
 
 
+#: The entropy bonus annealed to 0 over 1M frames (``training.entropy_factors``).
+ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
+
+
 @pytest.mark.parametrize(
     "changed, setting",
     [
         ("popgym_sized_rmc_unitgates_read", ("model", "rmc_input_read", True)),
         ("popgym_sized_rmc_unitgates_read_1m", ("stop", "timesteps", 1_000_000)),
         ("popgym_sized_gru_retain_1m", ("stop", "timesteps", 1_000_000)),
+        ("stateless_cartpole_rmc_unitgates_entanneal", ("training", "entropy_factors", ANNEAL)),
+        ("stateless_cartpole_lstm_entanneal", ("training", "entropy_factors", ANNEAL)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
         ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),

@@ -513,8 +513,8 @@ def write_results(sweep: Sweep, output: Path, tune_dir: str = TUNE_DIR) -> tuple
     rows, own = [], []
     for part in read_parts(output):
         experiment = output.resolve() / part["tune_dir"]
-        if not experiment.is_dir():
-            continue
+        if not any(experiment.glob("experiment_state*.json")):
+            continue  # a part stopped before Tune recorded anything: no trials to list
         for trial in tune.ExperimentAnalysis(str(experiment)).trials:
             folder = output / TRIALS_DIR / trial.trial_id
             search = (trial.config or {}).get("search", {})

@@ -6,6 +6,7 @@ reruns."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -640,6 +641,11 @@ def test_two_parts_of_one_sweep_run_into_one_output_and_one_table(ray_cluster, t
             config = load_config(RunSettings, out / "trials" / row["trial_id"] / "config.yaml")
             assert config.seed == int(row["seed"])
         assert [p["tune_dir"] for p in cli.read_parts(out)] == ["tune", "tune-2"]
+        # a part killed before Tune recorded anything (its folder empty) lists no trials
+        listed = json.loads((out / cli.PARTS_FILE).read_text())
+        listed["parts"].append({**listed["parts"][1], "tune_dir": "tune-3"})
+        (out / cli.PARTS_FILE).write_text(json.dumps(listed))
+        (out / "tune-3").mkdir()
         # the second part again: continued as itself, nothing rerun, both trials still listed
         assert cli.main([str(path), "--only", "seed=2", "--output", str(out)]) == 0
         assert "continuing the sweep" in capsys.readouterr().out

@@ -16,7 +16,8 @@ and the results are written::
 The same command run again with the same ``--output`` continues a sweep that was stopped (Ctrl-C,
 a kill, a failed trial): finished trials are kept, unfinished and failed ones go on from their
 checkpoints. The same file with other ``--only`` values (and nothing else changed) runs as a part
-beside those already there, if it shares no trial with them. Errors a user can cause print one ``error: ...`` line and exit with status 2.
+beside those already there, if it shares no trial with them. Errors a user can cause print one
+``error: ...`` line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def check_output(output: Path, sweep: Sweep, overwrite: bool) -> Place:
         if part["identity"] == current:
             return Place(resume=True, tune_dir=part["tune_dir"])
     whole = sweep.whole_identity()
-    if all(_narrows(part["identity"], whole) for part in parts) and _narrows(current, whole):
+    if all(_narrows(part["identity"], whole) for part in parts):  # (current narrows its own)
         grids = [key for key in sweep.search if key in _grid_keys(whole)]  # the file's order
         held = []
         for part in parts:

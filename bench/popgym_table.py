@@ -74,9 +74,20 @@ def main() -> int:
         help="with --records: one column per core, each env's cell the core's setting with the "
         "highest mean (models named <core>_<setting> are settings of <core>)",
     )
+    p.add_argument(
+        "--digits",
+        type=int,
+        default=2,
+        help="with --records: decimals of the MMERs shown (the 'at or above' count compares the "
+        "unrounded means)",
+    )
     args = p.parse_args()
     if args.records is not None:
-        return report_records(args.records, _names(args.models), _names(args.envs), args.pick)
+        if not 0 <= args.digits <= 6:
+            p.error(f"--digits must be 0 to 6, got {args.digits}")
+        return report_records(
+            args.records, _names(args.models), _names(args.envs), args.pick, args.digits
+        )
     if args.pick:
         p.error("--pick needs --records")
     args.envs = args.envs or ",".join(ENVS)
@@ -166,7 +177,11 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def report_records(
-    records: Path, models: list[str] | None, envs: list[str] | None, pick: bool = False
+    records: Path,
+    models: list[str] | None,
+    envs: list[str] | None,
+    pick: bool = False,
+    digits: int = 2,
 ) -> int:
     """The MMER table of the curves in ``records`` (see the module's docstring)."""
     if not records.is_dir():
@@ -217,9 +232,10 @@ def report_records(
                 continue
             best = [b for _, b, _ in found]
             means[env, model] = statistics.mean(best)
-            spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
+            low, high, mean = min(best), max(best), means[env, model]
+            spread = f" ({low:.{digits}f} to {high:.{digits}f})" if len(best) > 1 else ""
             seeds = ",".join(str(seed) for seed, _, _ in found)
-            cells[env, model] = f"{means[env, model]:.2f}{spread} [seeds {seeds}]"
+            cells[env, model] = f"{mean:.{digits}f}{spread} [seeds {seeds}]"
     columns, shown, shown_cells = models, means, cells
     if pick:  # one column per core: per env, the setting of that core with the highest mean
         cores = sorted({m.split("_", 1)[0] for m in models}, key=lambda c: (c != "rmc", c))

@@ -331,6 +331,35 @@ def test_the_popgym_table_picks_each_cores_best_setting_per_env(tmp_path):
         in lines
     )
     assert lines[-1] == "rmc at or above the best of lstm: 1 of 2 envs (HigherLowerEasy)"
+    # --digits: the means and their spread with more decimals (0.495 shows as 0.495, not 0.50)
+    (records / "popgym-HigherLowerEasy-v0-lstm-seed0.csv").write_text(
+        "env_steps,episode_return_mean\n100,0.495\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
+        + ["--pick", "--digits", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert (
+        "| RepeatFirstEasy | 0.300 (0.200 to 0.400) [base; seeds 0,1] | 0.500 [base; seeds 0] |"
+        in lines
+    )
+    assert (
+        "| HigherLowerEasy | 0.500 (0.400 to 0.600) [out01; seeds 0,1] | 0.495 [base; seeds 0] |"
+        in lines
+    )
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
+        + ["--digits", "9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--digits must be 0 to 6, got 9" in proc.stderr
     # without --records there is nothing to pick from
     proc = subprocess.run(
         [sys.executable, str(BENCH / "popgym_table.py"), "--pick"],

@@ -226,6 +226,15 @@ def test_sweep_records_refuses_clashes_and_unknown_fields_before_writing(tmp_pat
     assert proc.returncode == 1 and "no trials/" in proc.stderr
 
 
+def _popgym_table(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "popgym_table.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
@@ -242,13 +251,7 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
         rows = ["env_steps,episode_return_mean"]
         rows += [f"{100 * (i + 1)},{m}" for i, m in enumerate(means)]
         (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
-        + ["--models", "rmc,lstm,gru"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records), "--models", "rmc,lstm,gru")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert (
@@ -258,12 +261,7 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
     assert "| HigherLowerEasy | 0.30 [seeds 0] | 0.50 [seeds 0] | 0.45 [seeds 0] |" in lines
     assert lines[-1] == "rmc at or above the best of lstm, gru: 1 of 2 envs (RepeatFirstEasy)"
     # without --models and --envs: every model and env found, the RMC first
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records))
     assert proc.returncode == 0, proc.stderr
     assert "| env | rmc | gru | lstm |" in proc.stdout.splitlines()
     assert proc.stdout.splitlines()[-1].startswith("rmc at or above the best of gru, lstm: 1 of 2")
@@ -271,22 +269,12 @@ def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_pat
     (records / "popgym-HigherLowerEasy-v0-gru-seed1.csv").write_text(
         "env_steps,episode_return_mean\n100,nan\n200,\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records))
     assert "left out popgym-HigherLowerEasy-v0-gru-seed1.csv" in proc.stderr
     assert "| HigherLowerEasy | 0.30 [seeds 0] | 0.45 [seeds 0] | 0.50 [seeds 0] |" in proc.stdout
     # a file not named as a record is an error naming it
     (records / "notes.csv").write_text("x\n")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records))
     assert (
         proc.returncode == 1
         and "notes.csv: not named popgym-<Env>-v0-<model>-seed<N>.csv" in proc.stderr
@@ -311,12 +299,7 @@ def test_the_popgym_table_picks_each_cores_best_setting_per_env(tmp_path):
         rows = ["env_steps,episode_return_mean"]
         rows += [f"{100 * (i + 1)},{m}" for i, m in enumerate(means)]
         (records / f"{name}.csv").write_text("\n".join(rows) + "\n")
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records), "--pick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records), "--pick")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[1] == "settings per core: rmc rmc, rmc_out01; lstm lstm, lstm_out01"
@@ -335,13 +318,7 @@ def test_the_popgym_table_picks_each_cores_best_setting_per_env(tmp_path):
     (records / "popgym-HigherLowerEasy-v0-lstm-seed0.csv").write_text(
         "env_steps,episode_return_mean\n100,0.495\n"
     )
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
-        + ["--pick", "--digits", "3"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records), "--pick", "--digits", "3")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert (
@@ -352,21 +329,10 @@ def test_the_popgym_table_picks_each_cores_best_setting_per_env(tmp_path):
         "| HigherLowerEasy | 0.500 (0.400 to 0.600) [out01; seeds 0,1] | 0.495 [base; seeds 0] |"
         in lines
     )
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--records", str(records)]
-        + ["--digits", "9"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--records", str(records), "--digits", "9")
     assert proc.returncode == 2 and "--digits must be 0 to 6, got 9" in proc.stderr
     # without --records there is nothing to pick from
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), "--pick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _popgym_table("--pick")
     assert proc.returncode == 2 and "--pick needs --records" in proc.stderr
 
 

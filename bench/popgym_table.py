@@ -78,13 +78,12 @@ def main() -> int:
         "--digits",
         type=int,
         default=2,
-        help="with --records: decimals of the MMERs shown (the 'at or above' count compares the "
-        "unrounded means)",
+        help="decimals of the MMERs shown (the 'at or above' count compares the unrounded means)",
     )
     args = p.parse_args()
+    if not 0 <= args.digits <= 6:
+        p.error(f"--digits must be 0 to 6, got {args.digits}")
     if args.records is not None:
-        if not 0 <= args.digits <= 6:
-            p.error(f"--digits must be 0 to 6, got {args.digits}")
         return report_records(
             args.records, _names(args.models), _names(args.envs), args.pick, args.digits
         )
@@ -147,8 +146,9 @@ def main() -> int:
                 spread_note = f" [n={len(best)}]"
             else:
                 spread_note = ""
-            spread = f" ({min(best):.2f} to {max(best):.2f})" if len(best) > 1 else ""
-            cells.append(f"{statistics.mean(best):.2f}{spread}{spread_note}")
+            digits = args.digits
+            spread = f" ({min(best):.{digits}f} to {max(best):.{digits}f})" if len(best) > 1 else ""
+            cells.append(f"{statistics.mean(best):.{digits}f}{spread}{spread_note}")
         lines.append(f"| {env} | " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(rows, indent=2))

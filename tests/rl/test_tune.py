@@ -674,6 +674,8 @@ ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
         ("popgym_sized_lstm_anneal", ("training", "anneal_lr", True)),
         ("popgym_sized_gru_anneal", ("training", "anneal_lr", True)),
         ("popgym_sized_lstm_1m_anneal", ("training", "anneal_lr", True)),
+        ("popgym_sized_rmc_unitgates_read_anneal_corelr01", ("training", "core_lr_factor", 0.1)),
+        ("popgym_sized_rmc_unitgates_read_anneal_out01", ("model", "output_scale", 0.1)),
         ("stateless_cartpole_rmc_unitgates_entanneal", ("training", "entropy_factors", ANNEAL)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),

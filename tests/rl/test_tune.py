@@ -680,6 +680,10 @@ ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
         ("popgym_sized_lstm_anneal_out01", ("model", "output_scale", 0.1)),
         ("popgym_sized_gru_anneal_corelr01", ("training", "core_lr_factor", 0.1)),
         ("popgym_sized_gru_anneal_out01", ("model", "output_scale", 0.1)),
+        (
+            "popgym_sized_rmc_unitgates_read_anneal_uncoupled",
+            [("model", "coupled_gates", False), ("model", "head_size", 24)],
+        ),
         ("stateless_cartpole_rmc_unitgates_entanneal", ("training", "entropy_factors", ANNEAL)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
@@ -690,14 +694,14 @@ ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):
-    """Each ablation sweep is its reference sweep with one setting changed, so its table's
-    comparison is that one change."""
+    """Each ablation sweep is its reference sweep with one setting changed (or one change and the
+    size that keeps it size-matched), so its table's comparison is that one change."""
     reference = changed.rsplit("_", 1)[0]
     ran = load_sweep(SWEEPS / f"{changed}.yaml")
     base = load_sweep(SWEEPS / f"{reference}.yaml")
-    section, name, value = setting
-    assert getattr(getattr(ran.settings, section), name) == value
-    assert getattr(getattr(base.settings, section), name) != value
-    setattr(getattr(base.settings, section), name, value)
+    for section, name, value in setting if isinstance(setting, list) else [setting]:
+        assert getattr(getattr(ran.settings, section), name) == value
+        assert getattr(getattr(base.settings, section), name) != value
+        setattr(getattr(base.settings, section), name, value)
     assert ran.settings == base.settings
     assert ran.search == base.search

@@ -688,6 +688,7 @@ ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
         ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),
+        ("viewport_long_rmc_grad_clip_corelr01", ("training", "core_lr_factor", 0.1)),
         ("viewport_rush_rmc_ent01", ("training", "entropy_coeff", 0.01)),
         ("viewport_rush_rmc_ent01_gatefloor", ("model", "gate_floor", 0.02)),
         ("viewport_rush_rmc_ent01_gatefloor05", ("model", "gate_floor", 0.05)),

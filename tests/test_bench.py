@@ -125,6 +125,55 @@ def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core
     assert proc.returncode == 2 and "--cores: unknown transformer" in proc.stderr
 
 
+def test_the_count_probe_targets_how_many_of_the_querys_kind_were_dealt(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recall_probe", BENCH / "recall_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    gen = torch.Generator().manual_seed(0)
+    x, y = probe.make_count_batch(gen, batch=3, length=10, symbols=2, deck=10)
+    assert x.shape == (3, 10, 4) and y.shape == (3, 10)
+    dealt, query = x[..., :2].argmax(-1), x[..., 2:].argmax(-1)
+    assert torch.equal(x.sum(-1), torch.full((3, 10), 2.0))  # two one-hot parts
+    # a whole deck dealt: five of each kind, in each row, for dealt cards and queries alike
+    assert torch.equal(dealt.sum(1), torch.full((3,), 5)) and torch.equal(
+        query.sum(1), dealt.sum(1)
+    )
+    for b in range(3):
+        for t in range(10):  # the count includes the card dealt at t
+            assert y[b, t] == int((dealt[b, : t + 1] == query[b, t]).sum())
+    assert int(y[:, -1].min()) == 5  # at the end every kind has been dealt five times
+    # the RMC's settings from a named sweep file; a file of another core is refused
+    assert probe.sweep_model_settings("rmc", "popgym_sized_rmc_unitgates_read")["rmc_input_read"]
+    with pytest.raises(ValueError, match="sets model.core 'gru', not 'rmc'"):
+        probe.sweep_model_settings("rmc", "popgym_sized_gru")
+    out = tmp_path / "count.json"
+    command = [sys.executable, str(BENCH / "recall_probe.py"), "--task", "count", "--symbols", "2"]
+    proc = subprocess.run(
+        command
+        + ["--deck", "8", "--length", "7", "--cores", "rmc,lstm", "--steps", "2", "--every", "1"]
+        + ["--batch", "4", "--files", "rmc=popgym_sized_rmc_unitgates_read", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert results["settings"]["files"] == {"rmc": "popgym_sized_rmc_unitgates_read"}
+    assert [len(r["curve"]) for r in results["results"]] == [2, 2]
+    # 5 answers (0-4 of a kind): the LSTM's head reads its 124 units and the 64 torso features
+    assert results["results"][1]["params"] == 4 * 64 + 64 + 4 * 124 * (64 + 124 + 2) + 5 * 189
+    for bad, message in (
+        (["--files", "rmc=popgym_sized_gru"], "sets model.core 'gru', not 'rmc'"),
+        (["--files", "cnn=x"], "--files: expected CORE=NAME"),
+        (["--deck", "9"], "must hold the same number of each of --symbols (2) kinds"),
+        (["--length", "60"], "--length must be 1 to --deck (52), got 60"),
+    ):
+        proc = subprocess.run(command + bad, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
 def _fake_sweep(root: Path, trials: dict[str, tuple[dict, str]]) -> Path:
     """A sweep output folder: trial id -> (its config.yaml settings, summary's stopped_because)."""
     import json

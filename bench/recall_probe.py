@@ -14,7 +14,9 @@ keep, apart from how fast RL finds it.
 kinds dealt in a random order, beside a second deck's card as the query; at every step the target
 is how many cards of the query's kind have been dealt so far, the present one included (CountRecallEasy:
 52 cards of 2 colours, 51 steps, 27 answers). ``--files`` picks the sweep file each core's
-settings are read from (``popgym_sized_<core>.yaml`` by default).
+settings are read from (``popgym_sized_<core>.yaml`` by default). ``--chunk N`` backpropagates
+through pieces of N steps only, the state carried across with its gradient stopped, as the RL
+learner trains on chunks of 20 steps of a rollout.
 
     python bench/recall_probe.py --cores rmc,gru,lstm --lag 4 --steps 1500
     python bench/recall_probe.py --task count --symbols 2 --length 51 --cores rmc,gru,lstm \
@@ -34,7 +36,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rmc_agents.core import make_core  # noqa: E402
+from rmc_agents.core import as_tuple, make_core  # noqa: E402
 from rmc_agents.rl.settings import ModelSettings  # noqa: E402
 
 TORSO = 64
@@ -105,9 +107,18 @@ class Probe(nn.Module):
         self.core = make_core(core, TORSO, **kwargs)
         self.head = nn.Linear(self.core.output_size + TORSO, classes or symbols)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+        """Logits ``[B, T, classes]``. With ``chunk``, the sequence is unrolled in pieces of that
+        many steps, each starting from the state the previous one ended in with its gradient
+        stopped (truncated backpropagation, as the RL learner trains on chunks of a rollout)."""
         h = self.torso(x)
-        out = self.core.unroll(h, self.core.initial_state(x.shape[0]))[0]
+        state = self.core.initial_state(x.shape[0])
+        outs = []
+        for piece in h.split(chunk or h.shape[1], dim=1):
+            out, state = self.core.unroll(piece, state)
+            outs.append(out)
+            state = self.core.from_tuple(tuple(t.detach() for t in as_tuple(state)))
+        out = torch.cat(outs, dim=1)
         return self.head(torch.cat([out * self.output_scale, h], dim=-1))
 
 
@@ -123,10 +134,10 @@ def train(core: str, args: argparse.Namespace) -> dict:
     for step in range(1, args.steps + 1):
         if count:
             x, y = make_count_batch(gen, args.batch, args.length, args.symbols, args.deck)
-            logits = model(x)
+            logits = model(x, args.chunk)
         else:
             x, y = make_batch(gen, args.batch, args.length, args.symbols, args.lag)
-            logits = model(x)[:, args.lag :]
+            logits = model(x, args.chunk)[:, args.lag :]
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
@@ -152,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="the sweep file (configs/sweeps/NAME.yaml) a core's settings come from; "
                    "default popgym_sized_<core>")  # fmt: skip
     p.add_argument("--deck", type=int, default=52, help="count: cards per deck (52)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="backpropagate through pieces of this many steps only, the state carried "
+                   "between them without its gradient (the RL learner's chunks: 20 steps); "
+                   "default: the whole sequence")  # fmt: skip
     p.add_argument("--lag", type=int, default=4, help="how many steps back (RepeatPreviousEasy: 4)")
     p.add_argument("--symbols", type=int, default=4,
                    help="how many symbols (cards' suits: 4; count: kinds of card, colours: 2)")  # fmt: skip
@@ -185,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--files: {err}")
         files[core] = name
     args.files = files
+    if args.chunk is not None and args.chunk < 1:
+        p.error(f"--chunk must be at least 1, got {args.chunk}")
     if args.task == "count":
         if args.symbols < 2 or args.deck % args.symbols:
             p.error(f"--deck ({args.deck}) must hold the same number of each of --symbols "

@@ -144,6 +144,16 @@ def test_the_count_probe_targets_how_many_of_the_querys_kind_were_dealt(tmp_path
         for t in range(10):  # the count includes the card dealt at t
             assert y[b, t] == int((dealt[b, : t + 1] == query[b, t]).sum())
     assert int(y[:, -1].min()) == 5  # at the end every kind has been dealt five times
+    # --chunk: the same outputs, the gradient stopped between pieces (truncated backpropagation)
+    torch.manual_seed(0)
+    model = probe.Probe("rmc", 4, classes=6)
+    x = torch.randn(2, 10, 4, requires_grad=True)
+    assert torch.allclose(model(x), model(x, 3), atol=1e-5)
+    model(x, 3)[:, -1].sum().backward()
+    assert float(x.grad[:, :9].abs().sum()) == 0 and float(x.grad[:, 9].abs().sum()) > 0
+    x.grad = None
+    model(x)[:, -1].sum().backward()
+    assert float(x.grad[:, 0].abs().sum()) > 0
     # the RMC's settings from a named sweep file; a file of another core is refused
     assert probe.sweep_model_settings("rmc", "popgym_sized_rmc_unitgates_read")["rmc_input_read"]
     with pytest.raises(ValueError, match="sets model.core 'gru', not 'rmc'"):
@@ -153,7 +163,8 @@ def test_the_count_probe_targets_how_many_of_the_querys_kind_were_dealt(tmp_path
     proc = subprocess.run(
         command
         + ["--deck", "8", "--length", "7", "--cores", "rmc,lstm", "--steps", "2", "--every", "1"]
-        + ["--batch", "4", "--files", "rmc=popgym_sized_rmc_unitgates_read", "--out", str(out)],
+        + ["--batch", "4", "--chunk", "3", "--files", "rmc=popgym_sized_rmc_unitgates_read"]
+        + ["--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -169,6 +180,7 @@ def test_the_count_probe_targets_how_many_of_the_querys_kind_were_dealt(tmp_path
         (["--files", "cnn=x"], "--files: expected CORE=NAME"),
         (["--deck", "9"], "must hold the same number of each of --symbols (2) kinds"),
         (["--length", "60"], "--length must be 1 to --deck (52), got 60"),
+        (["--chunk", "0"], "--chunk must be at least 1, got 0"),
     ):
         proc = subprocess.run(command + bad, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

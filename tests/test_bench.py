@@ -88,12 +88,18 @@ def test_the_ablation_table_shows_small_returns_with_more_digits(tmp_path):
     assert proc.returncode == 2 and "--digits must be at least 1, got 0" in proc.stderr
 
 
-def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core(tmp_path):
+def _recall_probe():
+    """bench/recall_probe.py as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("recall_probe", BENCH / "recall_probe.py")
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
+    return probe
+
+
+def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core(tmp_path):
+    probe = _recall_probe()
     x, y = probe.make_batch(torch.Generator().manual_seed(0), batch=3, length=9, symbols=4, lag=4)
     assert x.shape == (3, 9, 4) and y.shape == (3, 5)
     assert torch.equal(x.sum(-1), torch.ones(3, 9))  # one-hot
@@ -126,11 +132,7 @@ def test_the_recall_probe_targets_the_symbol_lag_steps_back_and_trains_each_core
 
 
 def test_the_count_probe_targets_how_many_of_the_querys_kind_were_dealt(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("recall_probe", BENCH / "recall_probe.py")
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = _recall_probe()
     gen = torch.Generator().manual_seed(0)
     x, y = probe.make_count_batch(gen, batch=3, length=10, symbols=2, deck=10)
     assert x.shape == (3, 10, 4) and y.shape == (3, 10)

@@ -676,6 +676,7 @@ ANNEAL = [(0, 1.0), (1_000_000, 0.0)]
         ("popgym_sized_lstm_1m_anneal", ("training", "anneal_lr", True)),
         ("popgym_sized_rmc_unitgates_read_anneal_corelr01", ("training", "core_lr_factor", 0.1)),
         ("popgym_sized_rmc_unitgates_read_anneal_out01", ("model", "output_scale", 0.1)),
+        ("popgym_sized_rmc_unitgates_read_anneal_corelr01_hs26", ("model", "head_size", 26)),
         ("popgym_sized_lstm_anneal_corelr01", ("training", "core_lr_factor", 0.1)),
         ("popgym_sized_lstm_anneal_out01", ("model", "output_scale", 0.1)),
         ("popgym_sized_gru_anneal_corelr01", ("training", "core_lr_factor", 0.1)),

@@ -693,6 +693,12 @@ EPISODE = [
     ("resources", "envs_per_runner", 25),
     ("training", "train_batch_size", 1275),
 ]
+#: The same for AutoencodeEasy's 103-step episodes (``*_episode103`` sweeps).
+EPISODE103 = [
+    ("training", "rollout_fragment_length", 103),
+    ("resources", "envs_per_runner", 12),
+    ("training", "train_batch_size", 1236),
+]
 
 
 @pytest.mark.parametrize(
@@ -723,6 +729,9 @@ EPISODE = [
         ("popgym_sized_gru_episode", EPISODE),
         ("popgym_sized_rmc_unitgates_read_episode", EPISODE),
         ("popgym_sized_gru_retain_episode", EPISODE),
+        ("popgym_sized_rmc_unitgates_read_anneal_episode103", EPISODE103),
+        ("popgym_sized_lstm_anneal_corelr01_episode103", EPISODE103),
+        ("popgym_sized_gru_episode103", EPISODE103),
         ("stateless_cartpole_rmc_unitgates_entanneal", ("training", "entropy_factors", ANNEAL)),
         ("full_rmc_rows_unitgates_clip1", ("training", "grad_clip", 1.0)),
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),

@@ -737,6 +737,8 @@ EPISODE103 = [
         ("full_lstm_projected_clip1", ("training", "grad_clip", 1.0)),
         ("viewport_long_rmc_grad_clip_read", ("model", "rmc_input_read", True)),
         ("viewport_long_rmc_grad_clip_corelr01", ("training", "core_lr_factor", 0.1)),
+        ("viewport_long_rmc_grad_clip_frag40", ("training", "rollout_fragment_length", 40)),
+        ("viewport_long_lstm_grad_clip_frag40", ("training", "rollout_fragment_length", 40)),
         ("viewport_rush_rmc_ent01", ("training", "entropy_coeff", 0.01)),
         ("viewport_rush_rmc_ent01_gatefloor", ("model", "gate_floor", 0.02)),
         ("viewport_rush_rmc_ent01_gatefloor05", ("model", "gate_floor", 0.05)),

@@ -13,7 +13,10 @@ mean and range over seeds, goes to ``<out>/table.md`` and ``<out>/results.json``
 
 ``--records DIR`` tabulates a folder of run curves instead (no training, no POPGym needed): files
 ``popgym-<Env>-v0-<model>-seed<N>.csv``, as ``bench/sweep_records.py --name
-'{env}-<model>-seed{seed}'`` names a sweep's trials. Below the table it counts the envs where the
+'{env}-<model>-seed{seed}'`` names a sweep's trials. These runs may differ in batch shape, and a
+logged mean of fewer episodes is noisier, so its best reads higher by chance: here the MMER is
+the best mean over blocks of at least ``--window-episodes`` episodes (default 64, one logged mean
+of ``configs/popgym.yaml``'s 64 envs; see :func:`mmer`). Below the table it counts the envs where the
 first model's mean is at or above the best mean of the others. With ``--pick``, models named
 ``<core>_<setting>`` (e.g. ``rmc_out01``) count as settings of ``<core>``: one column per core, each
 env's cell the core's setting with the highest mean (the same selection for every core; give every
@@ -80,12 +83,27 @@ def main() -> int:
         default=2,
         help="decimals of the MMERs shown (the 'at or above' count compares the unrounded means)",
     )
+    p.add_argument(
+        "--window-episodes",
+        type=int,
+        default=WINDOW_EPISODES,
+        help="with --records: the MMER is the best mean over blocks of at least this many "
+        f"episodes, so runs with other batch shapes compare (default {WINDOW_EPISODES}: each "
+        "logged mean of configs/popgym.yaml's 64 envs; 0: the best logged mean)",
+    )
     args = p.parse_args()
     if not 0 <= args.digits <= 6:
         p.error(f"--digits must be 0 to 6, got {args.digits}")
+    if args.window_episodes < 0:
+        p.error(f"--window-episodes must be 0 or more, got {args.window_episodes}")
     if args.records is not None:
         return report_records(
-            args.records, _names(args.models), _names(args.envs), args.pick, args.digits
+            args.records,
+            _names(args.models),
+            _names(args.envs),
+            args.pick,
+            args.digits,
+            args.window_episodes,
         )
     if args.pick:
         p.error("--pick needs --records")
@@ -159,17 +177,62 @@ def main() -> int:
 RECORD = re.compile(r"^popgym-(?P<env>[A-Za-z]+)-v0-(?P<model>[a-z0-9_]+)-seed(?P<seed>\d+)\.csv$")
 
 
-def mmer(path: Path) -> tuple[float, int]:
-    """POPGym's measure of one run, the best logged running mean of its episode returns, and the
-    env steps the run reached."""
-    best, steps = -math.inf, 0
+#: the episodes each point of the MMER averages (see :func:`mmer`): the 64 envs of
+#: ``configs/popgym.yaml`` end their fixed-length episodes together, so there every logged mean
+#: is already one such point and the MMER is the best logged mean, as POPGym reports it.
+WINDOW_EPISODES = 64
+
+
+def _float(text: str | None) -> float | None:
+    if text is None or not text.strip():
+        return None
+    value = float(text)
+    return None if math.isnan(value) else value
+
+
+def mmer(path: Path, window: int = WINDOW_EPISODES) -> tuple[float, int]:
+    """POPGym's measure of one run, the max mean episode return, and the env steps it reached.
+
+    Each logged ``episode_return_mean`` is the mean of the episodes that ended in its iteration,
+    so a run with fewer envs logs means of fewer episodes: a noisier log, whose best value reads
+    higher by chance. To compare runs of any batch shape, the logged means are pooled, from the
+    last one back, into consecutive blocks of at least ``window`` episodes (each mean weighted by
+    its episode count), and the MMER is the best block mean. The counts come from the
+    ``episodes`` column; in records without it, from the run's average (steps up to the last
+    logged mean / mean episode length / number of logged means), which is exact for POPGym's
+    fixed-length episodes with envs that start together. A run with neither column, or
+    ``window`` 0, gives the best logged mean. A run too short for one block gives the mean of
+    all it logged.
+    """
+    steps = 0
+    logged: list[tuple[float, float | None, float | None, int]] = []
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             steps = max(steps, int(float(row["env_steps"])))
-            text = row.get("episode_return_mean") or ""
-            if text.strip() and not math.isnan(float(text)):
-                best = max(best, float(text))
-    return best, steps
+            value = _float(row.get("episode_return_mean"))
+            if value is not None:
+                count = _float(row.get("episodes"))
+                logged.append((value, count or None, _float(row.get("episode_len_mean")), steps))
+    if not logged:
+        return -math.inf, steps
+    counts = [c for _, c, _, _ in logged]
+    if any(c is None for c in counts):
+        lengths = [n for _, _, n, _ in logged if n]
+        if len(lengths) == len(logged):
+            counts = [logged[-1][3] / statistics.mean(lengths) / len(logged)] * len(logged)
+        else:
+            window = 0
+    if window <= 0:
+        return max(v for v, _, _, _ in logged), steps
+    blocks, total, weighted = [], 0.0, 0.0
+    for (value, _, _, _), count in zip(reversed(logged), reversed(counts), strict=True):
+        total, weighted = total + count, weighted + count * value
+        if total >= window - 1e-9:
+            blocks.append(weighted / total)
+            total, weighted = 0.0, 0.0
+    if not blocks:
+        blocks.append(weighted / total)
+    return max(blocks), steps
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -182,6 +245,7 @@ def report_records(
     envs: list[str] | None,
     pick: bool = False,
     digits: int = 2,
+    window: int = WINDOW_EPISODES,
 ) -> int:
     """The MMER table of the curves in ``records`` (see the module's docstring)."""
     if not records.is_dir():
@@ -194,7 +258,7 @@ def report_records(
             print(f"error: {path}: not named popgym-<Env>-v0-<model>-seed<N>.csv", file=sys.stderr)
             return 1
         try:
-            best, steps = mmer(path)
+            best, steps = mmer(path, window)
         except (KeyError, ValueError) as exc:
             print(f"error: {path}: not a run's progress.csv ({exc!r})", file=sys.stderr)
             return 1
@@ -216,8 +280,13 @@ def report_records(
         print(f"left out {env} / {model}: not in --envs / --models", file=sys.stderr)
     envs = [e for e in envs if any(k[0] == e for k in runs)]
     steps = sorted({s for found in runs.values() for _, _, s in found})
+    measure = (
+        f"the best mean over blocks of at least {window} episodes of a run"
+        if window
+        else "the best logged mean of a run"
+    )
     lines = [
-        "MMER (max mean episode return: the best logged running mean of a run), "
+        f"MMER (max mean episode return: {measure}), "
         f"{steps[0]:,}-{steps[-1]:,} env steps per run; mean (min to max) over the seeds listed",
         "",
         "| env | " + " | ".join(models) + " |",

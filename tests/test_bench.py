@@ -669,3 +669,60 @@ def test_imitation_speed_runs_from_a_saved_teacher(tmp_path):
     )  # fmt: skip
     assert short.returncode == 1 and "Traceback" not in short.stderr
     assert "error: the teacher's play holds 0 chunks of 20 steps to learn from" in short.stderr
+
+
+def test_the_popgym_mmer_pools_logged_means_into_blocks_of_episodes(tmp_path):
+    """A logged mean of fewer episodes is noisier and its best reads higher by chance, so the MMER
+    of --records is the best mean over blocks of at least --window-episodes episodes."""
+    records = tmp_path / "records"
+    records.mkdir()
+    spiky = [0.9, 0.1, 0.1, 0.1, 0.3, 0.3, 0.3, 0.3]  # 16 episodes a mean: blocks of 4 means
+
+    def write(name, header, rows):
+        lines = [header] + [",".join(str(x) for x in row) for row in rows]
+        (records / f"popgym-RepeatFirstEasy-v0-{name}-seed0.csv").write_text("\n".join(lines))
+
+    # 64 episodes a mean (the episodes column): each mean is a block, the best of them is the MMER
+    write(
+        "lstm",
+        "env_steps,episode_return_mean,episode_len_mean,episodes",
+        [(3264 * (i + 1), m, 51, 64) for i, m in enumerate([0.1, 0.5, 0.2])],
+    )
+    # 16 episodes a mean (the column), and empty rows between: blocks (0.9+0.1*3)/4, 0.3*4/4
+    rows = []
+    for i, m in enumerate(spiky):
+        rows += [(408 * (2 * i + 1), "", "", 0), (408 * (2 * i + 2), m, 51, 16)]
+    write("rmc", "env_steps,episode_return_mean,episode_len_mean,episodes", rows)
+    # no episodes column: 8 means over 6,528 steps of 51-step episodes = 16 episodes a mean
+    write(
+        "gru",
+        "env_steps,episode_return_mean,episode_len_mean",
+        [(816 * (i + 1), m, 51) for i, m in enumerate(spiky)],
+    )
+    # 4 means of 8 episodes: too short for one block of 64, so the mean of all it logged
+    write(
+        "mlp",
+        "env_steps,episode_return_mean,episode_len_mean,episodes",
+        [(408 * (i + 1), m, 51, 8) for i, m in enumerate([0.2, 0.8, 0.2, 0.4])],
+    )
+    proc = _popgym_table("--records", str(records), "--models", "rmc,gru,lstm,mlp")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("MMER (max mean episode return: the best mean over blocks of at")
+    assert "| RepeatFirstEasy | 0.30 [seeds 0] | 0.30 [seeds 0] | 0.50 [seeds 0] | 0.40" in (
+        proc.stdout
+    )
+    assert lines[-1] == "rmc at or above the best of gru, lstm, mlp: 0 of 1 envs (none)"
+    # blocks of 32: (0.9+0.1)/2 is the RMC's best; 0: the best logged mean, as POPGym's MMER
+    proc = _popgym_table("--records", str(records), "--window-episodes", "32")
+    assert "| RepeatFirstEasy | 0.50 [seeds 0] | 0.50 [seeds 0] | 0.50 [seeds 0] | 0.40" in (
+        proc.stdout
+    )
+    proc = _popgym_table("--records", str(records), "--window-episodes", "0")
+    assert "best logged mean of a run" in proc.stdout.splitlines()[0]
+    assert "| RepeatFirstEasy | 0.90 [seeds 0] | 0.90 [seeds 0] | 0.50 [seeds 0] | 0.80" in (
+        proc.stdout
+    )
+    assert proc.stdout.splitlines()[-1].startswith("rmc at or above the best of gru, lstm, mlp: 1")
+    proc = _popgym_table("--records", str(records), "--window-episodes", "-1")
+    assert proc.returncode == 2 and "--window-episodes must be 0 or more, got -1" in proc.stderr

@@ -47,6 +47,8 @@ METRIC_COLUMNS: dict[str, str | tuple[str, ...] | None] = {
     "frames_per_second": None,  # env steps sampled per wall-clock second, this iteration
     "episode_return_mean": "env_runners/episode_return_mean",
     "episode_len_mean": "env_runners/episode_len_mean",
+    # the episodes that ended in this iteration: how many returns episode_return_mean averages
+    "episodes": "env_runners/num_episodes",
     "total_loss": "learners/default_policy/total_loss",
     "policy_loss": ("learners/default_policy/mean_pi_loss", "learners/default_policy/policy_loss"),
     "value_loss": ("learners/default_policy/mean_vf_loss", "learners/default_policy/vf_loss"),

@@ -96,6 +96,15 @@ def test_envs_through_the_cli(ray_cluster, tmp_path, env, core):
     assert summary["iterations"] == 3 and summary["env_steps"] >= 1200
     assert summary["env_steps_trained"] > 0
     assert (out / "checkpoint").is_dir()
+    # each row says how many episodes its mean return averages: some when a mean is logged,
+    # none when not, and never more steps in them than were sampled
+    rows = read_progress(out)
+    counts = [float(r["episodes"]) for r in rows]
+    assert [c > 0 for c in counts] == [bool(r["episode_return_mean"]) for r in rows]
+    assert sum(counts) > 0 and all(c == int(c) for c in counts)
+    lengths = [float(r["episode_len_mean"] or 0) for r in rows]
+    steps_in_episodes = sum(c * n for c, n in zip(counts, lengths, strict=True))
+    assert steps_in_episodes <= float(rows[-1]["env_steps"])
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

@@ -693,6 +693,8 @@ EPISODE = [
     ("resources", "envs_per_runner", 25),
     ("training", "train_batch_size", 1275),
 ]
+#: Evaluation during training with the policy's most likely action (``*_evaldet`` sweeps).
+EVAL_GREEDY = [("evaluation", "every", 10), ("evaluation", "deterministic", True)]
 #: The same for AutoencodeEasy's 103-step episodes (``*_episode103`` sweeps).
 EPISODE103 = [
     ("training", "rollout_fragment_length", 103),
@@ -742,6 +744,8 @@ EPISODE103 = [
         ("viewport_rush_rmc_ent01", ("training", "entropy_coeff", 0.01)),
         ("viewport_rush_rmc_ent01_gatefloor", ("model", "gate_floor", 0.02)),
         ("viewport_rush_rmc_ent01_gatefloor05", ("model", "gate_floor", 0.05)),
+        ("stateless_cartpole_rmc_unitgates_evaldet", EVAL_GREEDY),
+        ("stateless_cartpole_lstm_evaldet", EVAL_GREEDY),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -726,3 +726,28 @@ def test_the_popgym_mmer_pools_logged_means_into_blocks_of_episodes(tmp_path):
     assert proc.stdout.splitlines()[-1].startswith("rmc at or above the best of gru, lstm, mlp: 1")
     proc = _popgym_table("--records", str(records), "--window-episodes", "-1")
     assert proc.returncode == 2 and "--window-episodes must be 0 or more, got -1" in proc.stderr
+
+
+def test_the_higherlower_levels_put_counting_above_the_memoryless_best_above_random(tmp_path):
+    out = tmp_path / "levels.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "higherlower_levels.py"), "--episodes", "300"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    levels = {k: v["mean"] for k, v in json.loads(out.read_text())["players"].items()}
+    # about 0, 0.50 and 0.53 (bench/records/higherlower_levels.json, 20,000 episodes); the
+    # players see the same decks (the same env seeds), so their gap is far surer than either mean
+    assert abs(levels["random"]) < 0.03
+    assert 0.48 < levels["memoryless"] < 0.52
+    assert 0.02 < levels["counting"] - levels["memoryless"] < 0.04
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "higherlower_levels.py"), "--players", "oracle"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--players: unknown oracle" in proc.stderr

@@ -13,7 +13,12 @@ POPGym's own env (``popgym:popgym-HigherLowerEasy-v0``) from what it observes:
 
 The returns are the mean over ``--episodes`` episodes (env seeds ``--seed`` on), with their
 standard error: the gap between ``memoryless`` and ``counting`` is all an agent's memory can win
-on this env, to set against an RL run's return.
+on this env, to set against an RL run's return. Beside it, the MMER the same player would be
+given by a run's log: the episodes cut into consecutive means of ``--block-episodes`` (64: one
+logged mean of ``configs/popgym.yaml``'s 64 envs), the best of ``--blocks`` such means in a row
+(47: the logged means in the second half of a 300k-step run), averaged over the groups of
+``--blocks`` the episodes make. A learner that has reached a player's play logs that MMER, not
+the player's mean.
 
     pip install popgym
     python bench/higherlower_levels.py                      # 20,000 episodes per player
@@ -70,15 +75,30 @@ def play(player: str, episodes: int, seed: int) -> list[float]:
     return returns
 
 
+def logged_mmer(returns: list[float], block_episodes: int, blocks: int) -> float | None:
+    """The best of ``blocks`` consecutive means of ``block_episodes`` returns each, averaged over
+    the groups of ``blocks`` the returns make (None: too few returns for one group)."""
+    means = [
+        statistics.fmean(returns[i : i + block_episodes])
+        for i in range(0, len(returns) - block_episodes + 1, block_episodes)
+    ]
+    groups = [means[i : i + blocks] for i in range(0, len(means) - blocks + 1, blocks)]
+    return statistics.fmean(max(g) for g in groups) if groups else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--episodes", type=int, default=20_000, help="episodes per player")
     p.add_argument("--seed", type=int, default=0, help="the first env seed")
     p.add_argument("--players", default="random,memoryless,counting")
+    p.add_argument("--block-episodes", type=int, default=64, help="episodes per logged mean")
+    p.add_argument("--blocks", type=int, default=47, help="logged means the MMER is the best of")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     if args.episodes < 2:
         p.error(f"--episodes must be at least 2, got {args.episodes}")
+    if args.block_episodes < 1 or args.blocks < 1:
+        p.error("--block-episodes and --blocks must be at least 1")
     players = [x.strip() for x in args.players.split(",") if x.strip()]
     unknown = [x for x in players if x not in ("random", "memoryless", "counting")]
     if unknown or not players:
@@ -89,15 +109,26 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         p.error("POPGym is not installed: pip install popgym")
     results = {}
-    print(f"{ENV}: mean episode return over {args.episodes:,} episodes (env seeds {args.seed}..)")
+    print(
+        f"{ENV}: mean episode return over {args.episodes:,} episodes (env seeds {args.seed}..); "
+        f"MMER: the best of {args.blocks} means of {args.block_episodes} episodes"
+    )
     for player in players:
         returns = play(player, args.episodes, args.seed)
         mean = statistics.fmean(returns)
         error = statistics.stdev(returns) / math.sqrt(len(returns))
         results[player] = {"mean": mean, "standard_error": error, "episodes": len(returns)}
-        print(f"  {player:<10} {mean:.4f} +- {error:.4f}", flush=True)
+        mmer = logged_mmer(returns, args.block_episodes, args.blocks)
+        line = f"  {player:<10} {mean:.4f} +- {error:.4f}"
+        if mmer is not None:
+            results[player]["mmer"] = mmer
+            line += f"   MMER as a run logs it: {mmer:.4f}"
+        print(line, flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"env": ENV, "players": results}, indent=2) + "\n")
+        setup = {"block_episodes": args.block_episodes, "blocks": args.blocks}
+        args.json.write_text(
+            json.dumps({"env": ENV, "mmer": setup, "players": results}, indent=2) + "\n"
+        )
     return 0
 
 

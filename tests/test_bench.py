@@ -744,6 +744,19 @@ def test_the_higherlower_levels_put_counting_above_the_memoryless_best_above_ran
     assert abs(levels["random"]) < 0.03
     assert 0.48 < levels["memoryless"] < 0.52
     assert 0.02 < levels["counting"] - levels["memoryless"] < 0.04
+    # the MMER a run would log for a player: the best of 47 means of 64 episodes (too few here)
+    assert all("mmer" not in v for v in json.loads(out.read_text())["players"].values())
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "higherlower_levels.py"), "--episodes", "256"]
+        + ["--blocks", "2", "--players", "memoryless,counting", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    players = json.loads(out.read_text())["players"]
+    # 4 means of 64 in 2 pairs: the mean of each pair's best is at least the mean of all four
+    assert all(v["mmer"] >= v["mean"] > 0.4 for v in players.values())
     proc = subprocess.run(
         [sys.executable, str(BENCH / "higherlower_levels.py"), "--players", "oracle"],
         capture_output=True,

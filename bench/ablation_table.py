@@ -15,6 +15,10 @@ spread, the forget gate, and of the step size in use (``lr``: it moves with
 ``--frames N`` reads each run only up to N frames (the first 2M of a 5M run, to set it beside
 2M runs).
 
+Runs that evaluated during training (``evaluation.every``: the ``eval/return_mean`` column) get a
+third table: per run, the evaluations in the last 20% of the frames (their number, mean and
+lowest) and over the whole run.
+
 ``--plot FILE`` also draws every variant's return curves: each seed thin, their mean (over the
 frames all seeds reached) thick.
 """
@@ -141,6 +145,36 @@ def groups(runs: list[tuple[str, Path]], frames: int | None = None, digits: int 
     return "\n".join(lines)
 
 
+EVAL = "eval/return_mean"
+
+
+def evaluations(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
+    """Per run with evaluations: those in the last 20% of its frames (count, mean, lowest), and
+    the lowest and mean of all; "" when no run evaluated."""
+    lines = [
+        "| run | evaluations, last 20% | their mean | their lowest | evaluations, whole run "
+        "| their mean |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, path in runs:
+        rows = _rows(path, frames)
+        last = float(rows[-1]["env_steps"])
+        found = [
+            (float(r["env_steps"]), float(r[EVAL])) for r in rows if r.get(EVAL) not in (None, "")
+        ]
+        if not found:
+            continue
+        late = [v for steps, v in found if steps >= 0.8 * last]
+        every = [v for _, v in found]
+        cells = [name, str(len(late))]
+        cells += (
+            [_fmt(sum(late) / len(late), digits), _fmt(min(late), digits)] if late else ["-", "-"]
+        )
+        cells += [str(len(every)), _fmt(sum(every) / len(every), digits)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot(runs: list[tuple[str, Path]], out: Path, title: str, frames: int | None = None) -> None:
     """Return curves per variant (grouped as in :func:`groups`): seeds thin, their mean thick."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -184,6 +218,10 @@ def main() -> None:
     print(table(runs, args.frames, args.digits))
     print()
     print(groups(runs, args.frames, args.digits))
+    evaluated = evaluations(runs, args.frames, args.digits)
+    if evaluated:
+        print()
+        print(evaluated)
     if args.plot:
         plot(runs, args.plot, args.title, args.frames)
 

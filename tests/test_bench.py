@@ -88,6 +88,27 @@ def test_the_ablation_table_shows_small_returns_with_more_digits(tmp_path):
     assert proc.returncode == 2 and "--digits must be at least 1, got 0" in proc.stderr
 
 
+def test_the_ablation_table_lists_the_evaluations_of_the_runs_that_made_them(tmp_path):
+    records = tmp_path / "records"
+    records.mkdir()
+    # evaluations every other row (steps 200, 400, ..., 1000); the last 20% are those from 800 on
+    rows = ["env_steps,episode_return_mean,eval/return_mean"]
+    rows += [f"{s},{s / 10},{500 - s / 10 if s % 200 == 0 else ''}" for s in range(100, 1100, 100)]
+    (records / "rmc-seed1.csv").write_text("\n".join(rows) + "\n")
+    (records / "lstm-seed1.csv").write_text("env_steps,episode_return_mean\n100,1\n200,2\n")
+    command = [sys.executable, str(BENCH / "ablation_table.py"), "--records", str(records)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    # last 20%: 420 (800) and 400 (1,000); the whole run: 480, 460, 440, 420, 400
+    assert "| rmc-seed1 | 2 | 410.0 | 400.0 | 5 | 440.0 |" in lines
+    assert not any(line.startswith("| lstm-seed1 | 0") for line in lines)
+    # without an evaluation in any run there is no such table
+    (records / "rmc-seed1.csv").unlink()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert "evaluations, last 20%" not in proc.stdout
+
+
 def _recall_probe():
     """bench/recall_probe.py as a module."""
     import importlib.util

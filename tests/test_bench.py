@@ -310,13 +310,18 @@ def test_sweep_records_refuses_clashes_and_unknown_fields_before_writing(tmp_pat
     assert proc.returncode == 1 and "no trials/" in proc.stderr
 
 
-def _popgym_table(*args: str) -> subprocess.CompletedProcess:
+def _bench(script: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python bench/<script> ARGS``, its output captured."""
     return subprocess.run(
-        [sys.executable, str(BENCH / "popgym_table.py"), *args],
+        [sys.executable, str(BENCH / script), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def _popgym_table(*args: str) -> subprocess.CompletedProcess:
+    return _bench("popgym_table.py", *args)
 
 
 def test_the_popgym_table_from_records_gives_each_runs_best_running_mean(tmp_path):
@@ -749,15 +754,13 @@ def test_the_popgym_mmer_pools_logged_means_into_blocks_of_episodes(tmp_path):
     assert proc.returncode == 2 and "--window-episodes must be 0 or more, got -1" in proc.stderr
 
 
+def _levels(*args: str) -> subprocess.CompletedProcess:
+    return _bench("higherlower_levels.py", *args, timeout=300)
+
+
 def test_the_higherlower_levels_put_counting_above_the_memoryless_best_above_random(tmp_path):
     out = tmp_path / "levels.json"
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "higherlower_levels.py"), "--episodes", "300"]
-        + ["--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _levels("--episodes", "300", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     levels = {k: v["mean"] for k, v in json.loads(out.read_text())["players"].items()}
     # about 0, 0.50 and 0.53 (bench/records/higherlower_levels.json, 20,000 episodes); the
@@ -767,21 +770,12 @@ def test_the_higherlower_levels_put_counting_above_the_memoryless_best_above_ran
     assert 0.02 < levels["counting"] - levels["memoryless"] < 0.04
     # the MMER a run would log for a player: the best of 47 means of 64 episodes (too few here)
     assert all("mmer" not in v for v in json.loads(out.read_text())["players"].values())
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "higherlower_levels.py"), "--episodes", "256"]
-        + ["--blocks", "2", "--players", "memoryless,counting", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = _levels(
+        "--episodes", "256", "--blocks", "2", "--players", "memoryless,counting", "--json", str(out)
     )
     assert proc.returncode == 0, proc.stderr
     players = json.loads(out.read_text())["players"]
     # 4 means of 64 in 2 pairs: the mean of each pair's best is at least the mean of all four
     assert all(v["mmer"] >= v["mean"] > 0.4 for v in players.values())
-    proc = subprocess.run(
-        [sys.executable, str(BENCH / "higherlower_levels.py"), "--players", "oracle"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _levels("--players", "oracle")
     assert proc.returncode == 2 and "--players: unknown oracle" in proc.stderr

@@ -150,7 +150,7 @@ EVAL = "eval/return_mean"
 
 def evaluations(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
     """Per run with evaluations: those in the last 20% of its frames (count, mean, lowest), and
-    the lowest and mean of all; "" when no run evaluated."""
+    the count and mean of all; "" when no run evaluated."""
     lines = [
         "| run | evaluations, last 20% | their mean | their lowest | evaluations, whole run "
         "| their mean |",

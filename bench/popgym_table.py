@@ -41,6 +41,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rmc_agents.tune.trial import best_block_mean
+
 ENVS = (
     "RepeatFirstEasy",
     "RepeatPreviousEasy",
@@ -204,35 +206,29 @@ def mmer(path: Path, window: int = WINDOW_EPISODES) -> tuple[float, int]:
     ``window`` 0, gives the best logged mean. A run too short for one block gives the mean of
     all it logged.
     """
-    steps = 0
-    logged: list[tuple[float, float | None, float | None, int]] = []
+    steps = steps_logged = 0
+    means: list[float] = []
+    counts: list[float | None] = []
+    lengths: list[float | None] = []
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
             steps = max(steps, int(float(row["env_steps"])))
             value = _float(row.get("episode_return_mean"))
             if value is not None:
-                count = _float(row.get("episodes"))
-                logged.append((value, count or None, _float(row.get("episode_len_mean")), steps))
-    if not logged:
+                means.append(value)
+                steps_logged = steps
+                counts.append(_float(row.get("episodes")) or None)
+                lengths.append(_float(row.get("episode_len_mean")) or None)
+    if not means:
         return -math.inf, steps
-    counts = [c for _, c, _, _ in logged]
-    if any(c is None for c in counts):
-        lengths = [n for _, _, n, _ in logged if n]
-        if len(lengths) == len(logged):
-            counts = [logged[-1][3] / statistics.mean(lengths) / len(logged)] * len(logged)
+    known = [c for c in counts if c is not None]
+    if len(known) < len(counts):
+        sizes = [n for n in lengths if n is not None]
+        if len(sizes) == len(means):  # the run's average count, as the docstring says
+            known = [steps_logged / statistics.mean(sizes) / len(means)] * len(means)
         else:
-            window = 0
-    if window <= 0:
-        return max(v for v, _, _, _ in logged), steps
-    blocks, total, weighted = [], 0.0, 0.0
-    for (value, _, _, _), count in zip(reversed(logged), reversed(counts), strict=True):
-        total, weighted = total + count, weighted + count * value
-        if total >= window - 1e-9:
-            blocks.append(weighted / total)
-            total, weighted = 0.0, 0.0
-    if not blocks:
-        blocks.append(weighted / total)
-    return max(blocks), steps
+            known, window = [1.0] * len(means), 0
+    return best_block_mean(means, known, window), steps
 
 
 def _names(text: str | None) -> list[str] | None:

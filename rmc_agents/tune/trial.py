@@ -34,6 +34,7 @@ __all__ = [
     "FinishRunOnStop",
     "LATE_FRACTION",
     "STOPPED_BY_TUNE",
+    "best_block_mean",
     "late_mean",
     "run_trial",
     "trial_resources",
@@ -56,6 +57,30 @@ def late_mean(steps: list[int], returns: list[float], fraction: float = LATE_FRA
     start = steps[-1] * (1.0 - fraction)
     late = [r for s, r in zip(steps, returns, strict=True) if s >= start]
     return sum(late) / len(late)
+
+
+def best_block_mean(means: list[float], counts: list[float], window: float) -> float:
+    """The best mean over blocks of at least ``window`` episodes: the logged means (each the mean
+    of ``counts[i]`` episodes) pooled from the last one back into consecutive blocks, each block's
+    mean weighted by the counts; a part at the start too small for a block is left out unless no
+    block fills, when the mean of everything logged is the one block. POPGym's MMER (max mean
+    episode return) made comparable across batch shapes: a logged mean of few episodes is noisy,
+    and the best of many noisy means reads high by chance. ``window`` <= 0: the best logged mean.
+    NaN when nothing was logged."""
+    if len(means) != len(counts):
+        raise ValueError(f"{len(means)} means but {len(counts)} episode counts")
+    if not means:
+        return float("nan")
+    if window <= 0:
+        return max(means)
+    blocks: list[float] = []
+    total = weighted = 0.0
+    for mean, count in zip(reversed(means), reversed(counts), strict=True):
+        total, weighted = total + count, weighted + count * mean
+        if total >= window - 1e-9:
+            blocks.append(weighted / total)
+            total = weighted = 0.0
+    return max(blocks) if blocks else weighted / total
 
 
 def read_returns(progress_csv: Path) -> tuple[list[int], list[float]]:

@@ -17,7 +17,7 @@ from rmc_agents.config import ConfigError, load_config
 from rmc_agents.rl.settings import RunSettings
 from rmc_agents.tune import cli
 from rmc_agents.tune.sweep import load_sweep, trial_settings
-from rmc_agents.tune.trial import late_mean, read_returns
+from rmc_agents.tune.trial import best_block_mean, late_mean, read_returns
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "configs" / "sweeps"
@@ -515,6 +515,25 @@ def test_late_mean_is_bench_learning_measure():
     assert bench_late_mean is late_mean  # one measure for the bench and the sweeps
     assert late_mean(steps, returns) == 8.0
     assert math.isnan(late_mean([], []))
+
+
+def test_best_block_mean_pools_logged_means_from_the_end_into_blocks_of_episodes():
+    """The blocks, worked out by hand: logged means of 10 episodes each, blocks of at least 20
+    pooled from the end back (5.0 over 6 and 4, 2.5 over 3 and 2); the first mean, too few
+    episodes for a block, is left out. Weights are episode counts, not rows."""
+    from bench.popgym_table import best_block_mean as bench_best_block_mean
+
+    assert bench_best_block_mean is best_block_mean  # the bench table uses this one measure
+    assert best_block_mean([9.0, 3.0, 2.0, 6.0, 4.0], [10] * 5, 20) == 5.0
+    # uneven counts: (1*30 + 3*10) / 40 = 1.5 is one block; 9.0 (5 episodes) alone is too small
+    assert best_block_mean([9.0, 1.0, 3.0], [5, 30, 10], 20) == 1.5
+    # a run too short for one block: the mean of all it logged, weighted by counts
+    assert best_block_mean([1.0, 4.0], [3, 1], 20) == (3 * 1.0 + 1 * 4.0) / 4
+    # window 0: the best logged mean, as POPGym reports it
+    assert best_block_mean([1.0, 4.0, 2.0], [1, 1, 1], 0) == 4.0
+    assert math.isnan(best_block_mean([], [], 64))
+    with pytest.raises(ValueError, match="2 means but 1 episode counts"):
+        best_block_mean([1.0, 2.0], [1], 64)
 
 
 def test_ranking_puts_full_runs_first():

@@ -92,13 +92,16 @@ def _fmt(x: float, digits: int = 1) -> str:
     return f"{x:.{digits}f}" if abs(x) >= 0.01 or x == 0 else f"{x:.1e}"
 
 
-def table(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
+#: Each run's name and its ``progress.csv`` rows (read once, up to ``--frames``; see :func:`_rows`).
+Runs = list[tuple[str, list[dict]]]
+
+
+def table(runs: Runs, digits: int = 1) -> str:
     head = ["run", "frames", "last 20%", "per fifth"]
     for name in DIAGNOSTICS:
         head.append(f"{name} first / last fifth")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, path in runs:
-        rows = _rows(path, frames)
+    for name, rows in runs:
         returns = fifths(rows, "episode_return_mean")
         cells = [name, f"{int(float(rows[-1]['env_steps'])):,}", _fmt(last20(rows), digits)]
         cells.append(" / ".join(_fmt(v, digits - 1) for v in returns))
@@ -121,16 +124,16 @@ def bootstrap_interval(values: list[float], level: float = 0.95, draws: int = 10
     return means[int(cut * draws)], means[min(draws - 1, int((1.0 - cut) * draws))]
 
 
-def groups(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
+def groups(runs: Runs, digits: int = 1) -> str:
     """Per variant (a run's name without its ``-seedN...`` part): the seeds' last-20% returns,
     their mean and a 95% bootstrap interval of the mean (a repeated seed counts once: its first)."""
     by_group: dict[str, dict[str, float]] = {}
-    for name, path in runs:
+    for name, rows in runs:
         variant = _variant(name)
         if variant is None:
             continue
         if variant[1] not in by_group.setdefault(variant[0], {}):
-            by_group[variant[0]][variant[1]] = last20(_rows(path, frames))
+            by_group[variant[0]][variant[1]] = last20(rows)
     lines = ["| variant | seeds | last 20% per seed | mean | 95% bootstrap interval |"]
     lines.append("|---|---|---|---|---|")
     for group, seeds in by_group.items():
@@ -148,7 +151,7 @@ def groups(runs: list[tuple[str, Path]], frames: int | None = None, digits: int 
 EVAL = "eval/return_mean"
 
 
-def evaluations(runs: list[tuple[str, Path]], frames: int | None = None, digits: int = 1) -> str:
+def evaluations(runs: Runs, digits: int = 1) -> str:
     """Per run with evaluations: those in the last 20% of its frames (count, mean, lowest), and
     the count and mean of all; "" when no run evaluated."""
     lines = [
@@ -156,8 +159,7 @@ def evaluations(runs: list[tuple[str, Path]], frames: int | None = None, digits:
         "| their mean |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, path in runs:
-        rows = _rows(path, frames)
+    for name, rows in runs:
         last = float(rows[-1]["env_steps"])
         found = [
             (float(r["env_steps"]), float(r[EVAL])) for r in rows if r.get(EVAL) not in (None, "")
@@ -175,7 +177,7 @@ def evaluations(runs: list[tuple[str, Path]], frames: int | None = None, digits:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def plot(runs: list[tuple[str, Path]], out: Path, title: str, frames: int | None = None) -> None:
+def plot(runs: Runs, out: Path, title: str) -> None:
     """Return curves per variant (grouped as in :func:`groups`): seeds thin, their mean thick."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from seed_curves import draw
@@ -183,11 +185,9 @@ def plot(runs: list[tuple[str, Path]], out: Path, title: str, frames: int | None
     from rmc_agents.tune.trial import returns_of_rows
 
     curves: dict[str, list[tuple[list[int], list[float]]]] = {}
-    for name, path in runs:
+    for name, rows in runs:
         variant = _variant(name)
-        curves.setdefault(variant[0] if variant else name, []).append(
-            returns_of_rows(_rows(path, frames))
-        )
+        curves.setdefault(variant[0] if variant else name, []).append(returns_of_rows(rows))
     draw(curves, out, title)
 
 
@@ -215,15 +215,16 @@ def main() -> None:
         p.error("give NAME=PATH runs or --records")
     if args.digits < 1:
         p.error(f"--digits must be at least 1, got {args.digits}")
-    print(table(runs, args.frames, args.digits))
+    loaded = [(name, _rows(path, args.frames)) for name, path in runs]
+    print(table(loaded, args.digits))
     print()
-    print(groups(runs, args.frames, args.digits))
-    evaluated = evaluations(runs, args.frames, args.digits)
+    print(groups(loaded, args.digits))
+    evaluated = evaluations(loaded, args.digits)
     if evaluated:
         print()
         print(evaluated)
     if args.plot:
-        plot(runs, args.plot, args.title, args.frames)
+        plot(loaded, args.plot, args.title)
 
 
 if __name__ == "__main__":

@@ -768,6 +768,7 @@ EPISODE103 = [
         ("stateless_cartpole_rmc_unitgates_evaldet_clip1", ("training", "grad_clip", 1.0)),
         ("stateless_cartpole_lstm_evaldet_clip1", ("training", "grad_clip", 1.0)),
         ("stateless_cartpole_appo_rmc_unitgates_evaldet", EVAL_GREEDY),
+        ("stateless_cartpole_appo_lstm_evaldet", EVAL_GREEDY),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

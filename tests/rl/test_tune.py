@@ -766,7 +766,6 @@ EPISODE103 = [
         ("stateless_cartpole_rmc_unitgates_evaldet", EVAL_GREEDY),
         ("stateless_cartpole_lstm_evaldet", EVAL_GREEDY),
         ("stateless_cartpole_rmc_unitgates_evaldet_clip1", ("training", "grad_clip", 1.0)),
-        ("stateless_cartpole_lstm_evaldet_clip1", ("training", "grad_clip", 1.0)),
         ("stateless_cartpole_appo_rmc_unitgates_evaldet", EVAL_GREEDY),
         ("stateless_cartpole_appo_lstm_evaldet", EVAL_GREEDY),
     ],

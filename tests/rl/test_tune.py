@@ -198,15 +198,19 @@ def test_the_full_board_rows_pair_reads_the_same_unpooled_torso_at_the_same_sett
     [
         ("minipacman_full_sized_rmc", "full_rmc_rows_unitgates_clip1"),
         ("minipacman_full_sized_lstm", "full_lstm_projected_clip1"),
+        ("stateless_cartpole_tuned_rmc_appo", "stateless_cartpole_appo_rmc_unitgates_evaldet"),
+        ("stateless_cartpole_tuned_lstm_appo", "stateless_cartpole_appo_lstm_evaldet"),
     ],
 )
-def test_the_full_board_configs_are_the_measured_runs(config, sweep):
-    """``train_agent.py --config configs/minipacman_full_sized_*.yaml --seed N`` trains what the
-    full board's 3-seed comparison ran (every setting but the searched seed)."""
+def test_the_tuned_configs_are_the_measured_runs(config, sweep):
+    """``train_agent.py --config configs/CONFIG.yaml --seed N`` trains what the documented sweep
+    ran (every setting but the searched seed): the full board's 3-seed comparison, and
+    StatelessCartPole with APPO and greedy evaluation."""
     ran = load_sweep(SWEEPS / f"{sweep}.yaml").settings
     given = load_config(RunSettings, REPO / "configs" / f"{config}.yaml")
     assert (given.model, given.training, given.stop) == (ran.model, ran.training, ran.stop)
     assert (given.env, given.algo, given.resources) == (ran.env, ran.algo, ran.resources)
+    assert (given.appo, given.evaluation) == (ran.appo, ran.evaluation)
 
 
 def test_the_tuned_stateless_cartpole_rmc_holds_its_measured_gate_and_the_older_sweeps_pin_theirs():
@@ -768,6 +772,8 @@ EPISODE103 = [
         ("stateless_cartpole_rmc_unitgates_evaldet_clip1", ("training", "grad_clip", 1.0)),
         ("stateless_cartpole_appo_rmc_unitgates_evaldet", EVAL_GREEDY),
         ("stateless_cartpole_appo_lstm_evaldet", EVAL_GREEDY),
+        ("viewport_long_rmc_grad_clip_appo", (None, "algo", "appo")),
+        ("viewport_lstm_widepick_5m_appo", (None, "algo", "appo")),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):
@@ -777,9 +783,12 @@ def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(
     ran = load_sweep(SWEEPS / f"{changed}.yaml")
     base = load_sweep(SWEEPS / f"{reference}.yaml")
     for section, name, value in setting if isinstance(setting, list) else [setting]:
-        assert getattr(getattr(ran.settings, section), name) == value
-        assert getattr(getattr(base.settings, section), name) != value
-        setattr(getattr(base.settings, section), name, value)
+        # section None: a top-level setting such as ``algo``
+        ran_part = ran.settings if section is None else getattr(ran.settings, section)
+        base_part = base.settings if section is None else getattr(base.settings, section)
+        assert getattr(ran_part, name) == value
+        assert getattr(base_part, name) != value
+        setattr(base_part, name, value)
     assert ran.settings == base.settings
     # The seed grid may run more draws of the same change (a rare failure needs more seeds), but
     # never fewer: every seed of the reference is in the changed sweep.

@@ -774,6 +774,9 @@ EPISODE103 = [
         ("stateless_cartpole_appo_lstm_evaldet", EVAL_GREEDY),
         ("viewport_long_rmc_grad_clip_appo", (None, "algo", "appo")),
         ("viewport_lstm_widepick_5m_appo", (None, "algo", "appo")),
+        ("viewport_mlp_floor_appo", (None, "algo", "appo")),
+        ("viewport_long_rmc_grad_clip_appo_ent01", ("training", "entropy_coeff", 0.01)),
+        ("viewport_long_rmc_grad_clip_appo_halflr", ("training", "lr", 0.00154)),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -777,6 +777,7 @@ EPISODE103 = [
         ("viewport_mlp_floor_appo", (None, "algo", "appo")),
         ("viewport_long_rmc_grad_clip_appo_ent01", ("training", "entropy_coeff", 0.01)),
         ("viewport_long_rmc_grad_clip_appo_halflr", ("training", "lr", 0.00154)),
+        ("viewport_long_rmc_grad_clip_appo_doublelr", ("training", "lr", 0.00616)),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -15,7 +15,8 @@ learner measures, for each module:
   mean square slot norm: about 1.4 for unrelated slots, 0 when every slot holds the same vector),
   ``diag_input_gate`` and ``diag_forget_gate`` (mean gate values; not logged without gating)
   and ``diag_forget_kept`` (the share of forget-gate entries at or above 0.9: with a gate per
-  unit, the part of the memory kept, which a middling mean cannot tell from every unit half-kept).
+  unit, the part of the memory kept, which a middling mean cannot tell from every unit half-kept);
+- ``diag_output_gain``: with ``model.output_gain``, the learned scalar on the core's output.
 
 The IMPALA and APPO losses log at every update (a few reductions of tensors they hold anyway):
 ``diag_log_rho`` (mean ``|log pi/mu|`` over real steps), ``diag_rho_clipped`` (the share of steps
@@ -131,7 +132,7 @@ def _group_of(name: str) -> str | None:
         return "torso"
     if top == "core":
         return "core"
-    if top in _HEADS:
+    if top in _HEADS or top == "output_gain":
         return "heads"
     return None  # APPO's frozen target copy (no gradients) and anything else
 
@@ -206,6 +207,8 @@ class Diagnostics:
                     mask = torch.ones_like(kl, dtype=torch.bool)
                 policy_kl = float(_masked_mean(kl, mask))
                 stats: dict[str, float] = {"diag_policy_kl": policy_kl}
+                if getattr(module, "output_gain", None) is not None:
+                    stats["diag_output_gain"] = float(module.output_gain.gain)
                 # The recorded steps are the update's [B, T] when the module stepped through its
                 # chunks once (a module without time axis, e.g. mlp, records nothing).
                 if steps and steps["memory"].shape[:2] == mask.shape:

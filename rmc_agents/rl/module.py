@@ -29,6 +29,8 @@ settings and checks them): ``core`` (``"rmc"``), ``core_kwargs`` (dict for
 (None: the flattened image features, through a learned Linear -> ReLU of this size first), ``head_hiddens`` (``[]``), ``max_seq_len`` (22),
 ``skip`` (``False``: the heads also see the torso's features beside the core's output),
 ``output_scale`` (1.0: the core's output is multiplied by it before the heads),
+``output_gain`` (None; a number: a learned scalar, starting at that number, multiplies the core's
+output before the heads, beside ``output_scale``; 0 lets the heads start from the skip alone),
 ``value_trains_core`` (``True``; ``False``: the value loss's gradient stops at the core's output),
 ``cuda_graphs`` (``True``: on a GPU learner the RMC's unroll is replayed from CUDA graphs, see
 :mod:`rmc_agents.rl.cuda_graphs`; no effect on a CPU).
@@ -82,6 +84,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "head_hiddens": [],
     "skip": False,
     "output_scale": 1.0,
+    "output_gain": None,
     "value_trains_core": True,
     "max_seq_len": 22,
     "cuda_graphs": True,
@@ -104,6 +107,17 @@ def build_torso(observation_space: gym.Space, model_config: dict[str, Any]) -> n
         pool=cfg["image_pool"],
         projection=cfg["image_projection"],
     )
+
+
+class OutputGain(nn.Module):
+    """A learned scalar that multiplies the core's output before the heads (``output_gain``)."""
+
+    def __init__(self, init: float) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain
 
 
 class MLPCore(nn.Module):
@@ -193,6 +207,16 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         # features are not). How far one Adam step moves the logits grows with the size of the
         # heads' inputs; the RMC's memory is about ten times the LSTM's h (docs/cores.md).
         self.output_scale = float(cfg.get("output_scale", 1.0))
+        # output_gain: a learned scalar on the core's output as well, starting at the given value.
+        # At 0 the heads first learn from the skip alone (the core gets its gradient through the
+        # gain once the gain moves), and the memory's part grows as it proves useful.
+        gain = cfg.get("output_gain")
+        if gain is not None and float(gain) == 0.0 and not self.skip:
+            raise ValueError(
+                "output_gain: 0 needs skip: true (without the torso's features the heads would "
+                "start from a zero input and the core would get no gradient)"
+            )
+        self.output_gain = OutputGain(gain) if gain is not None else None
         # value_trains_core False: the value head reads the core's output with its gradient
         # stopped, so that the core is shaped by the policy loss alone.
         self.core_out_size = out
@@ -260,9 +284,13 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         obs = batch[Columns.OBS]
         encoder = self._target["encoder"] if target else self.encoder
         core = self._target["core"] if target else self.core
+        gain = self._target["output_gain"] if target and self.output_gain is not None else None
+        gain = gain if gain is not None else self.output_gain
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
             feats = encoder(obs)
             outputs = core(feats) * self.output_scale
+            if gain is not None:
+                outputs = gain(outputs)
             if self.skip:
                 outputs = torch.cat([outputs, feats.reshape(feats.shape[0], -1)], dim=-1)
             return outputs, None
@@ -282,6 +310,8 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         state_out = {f"s{i}": s for i, s in enumerate(as_tuple(state))}
         if self.output_scale != 1.0:
             outputs = outputs * self.output_scale
+        if gain is not None:
+            outputs = gain(outputs)
         if self.skip:
             outputs = torch.cat([outputs, feats.reshape(b, t, -1)], dim=-1)
         return outputs, state_out
@@ -321,11 +351,11 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         """A frozen copy of the policy path (torso, core, policy head) as APPO's target."""
         import copy
 
+        names = ("encoder", "core", "pi_torso", "pi")
+        if self.output_gain is not None:
+            names += ("output_gain",)
         self._target = nn.ModuleDict(
-            {
-                name: copy.deepcopy(getattr(self, name)).requires_grad_(False)
-                for name in ("encoder", "core", "pi_torso", "pi")
-            }
+            {name: copy.deepcopy(getattr(self, name)).requires_grad_(False) for name in names}
         )
 
     def get_target_network_pairs(self) -> list[tuple[nn.Module, nn.Module]]:

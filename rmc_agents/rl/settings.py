@@ -76,6 +76,9 @@ class ModelSettings:
     head_hiddens: list[int] = field(default_factory=list)
     skip: bool = False  # the heads also see the torso's features beside the core's output
     output_scale: float = 1.0  # the core's output times this before the heads (docs/cores.md)
+    # a learned scalar times the core's output before the heads, starting at this value (null:
+    # none; 0: the heads start from the skip alone and the core's part grows; docs/cores.md)
+    output_gain: float | None = None
     # false: the value loss's gradient stops at the core's output (the value head still reads it;
     # the core learns from the policy loss alone, the torso also from the value through the skip)
     value_trains_core: bool = True
@@ -101,6 +104,11 @@ class ModelSettings:
                     "over the cells as rows (set image_rows: false, or image_projection: null)"
                 )
         _positive("output_scale", self.output_scale)
+        if self.output_gain is not None and self.output_gain == 0 and not self.skip:
+            raise ValueError(
+                "model.output_gain: 0 needs model.skip: true (the heads would start from a zero "
+                "input and the core would get no gradient)"
+            )
         for name in ("conv_channels", "mlp_hiddens", "head_hiddens"):
             if any(v <= 0 for v in getattr(self, name)):
                 raise ValueError(f"{name} must hold positive sizes, got {getattr(self, name)}")
@@ -150,6 +158,7 @@ class ModelSettings:
             "head_hiddens": list(self.head_hiddens),
             "skip": self.skip,
             "output_scale": self.output_scale,
+            "output_gain": self.output_gain,
             "value_trains_core": self.value_trains_core,
             "max_seq_len": self.max_seq_len,
             "cuda_graphs": self.cuda_graphs,
@@ -177,6 +186,7 @@ DIAGNOSTIC_KEYS = (
     "diag_forget_gate",
     "diag_forget_kept",
     "diag_slot_spread",
+    "diag_output_gain",
     "diag_lr_factor",
 )  # see rmc_agents.rl.optim
 

@@ -128,6 +128,7 @@ def test_every_trained_parameter_has_a_gradient_group():
         run = RunSettings()
         run.model.core = core
         run.model.skip = True
+        run.model.output_gain = 0.0
         module = RecurrentAgentModule(
             observation_space=env.observation_space,
             action_space=env.action_space,
@@ -136,17 +137,20 @@ def test_every_trained_parameter_has_a_gradient_group():
         groups = {name: _group_of(name) for name, _ in module.named_parameters()}
         assert None not in groups.values(), groups
         assert set(groups.values()) == {"torso", "core", "heads"}
+        assert groups["output_gain.gain"] == "heads"
 
 
 def test_the_learner_logs_the_kl_of_its_own_update(ray_cluster):
     """One IMPALA update of a small RMC: the logged KL equals the KL between the policy before
-    and after, recomputed here from a copy of the module; the memory and gate values are there."""
+    and after, recomputed here from a copy of the module; the memory and gate values are there,
+    and the learned output gain as it stands after the update."""
     from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 
     run = RunSettings()
     run.model.mem_slots, run.model.head_size, run.model.num_heads = 2, 8, 2
     run.resources.num_env_runners, run.resources.envs_per_runner = 0, 4
     run.training.diagnostics_every = 1
+    run.model.skip, run.model.output_gain = True, 0.5
     learner, batch = learner_and_batch(run)
     module = learner.module["default_policy"]
     before = copy.deepcopy(module)
@@ -179,6 +183,8 @@ def test_the_learner_logs_the_kl_of_its_own_update(ray_cluster):
     for key in ("diag_grad_norm_torso", "diag_grad_norm_core", "diag_grad_norm_heads"):
         assert stats[key] > 0, key
     assert 0 <= stats["diag_rho_clipped"] <= 1 and stats["diag_log_rho"] >= 0
+    gain = float(module.output_gain.gain)
+    assert gain != 0.5 and stats["diag_output_gain"] == pytest.approx(gain)
 
 
 def test_ppo_logs_the_values_fit_over_the_real_steps_only(ray_cluster):

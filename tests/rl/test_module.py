@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.target_network_api import TARGET_NETWORK_ACTION_DIST_INPUTS
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rmc_agents.rl.encoders import UnsupportedSpaceError, build_encoder
@@ -563,3 +564,50 @@ def test_rmc_input_read_gives_the_heads_the_read_after_the_memory():
     torch.testing.assert_close(ours[..., :size], theirs[..., :size])  # the memory
     torch.testing.assert_close(ours[..., size + 16 :], theirs[..., size:])  # the skip
     assert ours[..., size : size + 16].abs().sum() > 0  # the read
+
+
+@pytest.mark.parametrize("core", ["rmc", "lstm", "mlp"])
+def test_output_gain_is_a_learned_scalar_on_the_cores_part_of_the_heads_input(core):
+    """``model.output_gain``: the heads see gain x output_scale x the core's output, then the skip's
+    features unscaled; at 0 the core's part is zero and the core gets no gradient until the gain
+    moves, but the gain itself does; APPO's target copy holds its own frozen gain."""
+    space = SPACES["image"]
+    torch.manual_seed(0)
+    plain = build(core, space, skip=True)
+    torch.manual_seed(0)
+    gained = build(core, space, skip=True, output_scale=0.5, output_gain=0.0)
+    gained.load_state_dict(plain.state_dict(), strict=False)
+    lead = (2, 3) if core != "mlp" else (6,)
+    batch = {Columns.OBS: sample_batch(space, lead)}
+    if core != "mlp":
+        batch[Columns.STATE_IN] = initial_state(plain, 2)
+    size = plain.core.output_size
+    out = gained.forward_train(batch)
+    out[Columns.ACTION_DIST_INPUTS].pow(2).sum().backward()
+    emb = out[Columns.EMBEDDINGS].detach()
+    assert float(emb[..., :size].abs().max()) == 0.0
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in gained.core.parameters())
+    assert float(gained.output_gain.gain.grad.abs()) > 0
+    with torch.no_grad():
+        gained.output_gain.gain.fill_(0.3)
+        reference = plain.forward_train(batch)[Columns.EMBEDDINGS]
+        ours = gained.forward_train(batch)[Columns.EMBEDDINGS]
+    torch.testing.assert_close(ours[..., :size], 0.3 * 0.5 * reference[..., :size])
+    torch.testing.assert_close(ours[..., size:], reference[..., size:])
+    gained.make_target_networks()
+    assert float(gained._target["output_gain"].gain) == pytest.approx(0.3)
+    assert not gained._target["output_gain"].gain.requires_grad
+    with torch.no_grad():
+        gained.output_gain.gain.fill_(0.0)
+        target = gained.forward_target(batch)[TARGET_NETWORK_ACTION_DIST_INPUTS]
+        expected = gained.pi(gained.pi_torso(ours))
+    torch.testing.assert_close(target, expected)
+
+
+def test_output_gain_at_zero_without_the_skip_is_refused():
+    from rmc_agents.rl.settings import ModelSettings
+
+    with pytest.raises(ValueError, match="output_gain: 0 needs model.skip"):
+        ModelSettings(core="rmc", output_gain=0.0).validate()
+    with pytest.raises(ValueError, match="output_gain: 0 needs skip"):
+        build("rmc", SPACES["image"], output_gain=0.0)

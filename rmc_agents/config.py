@@ -5,6 +5,11 @@ against the dataclass fields: an unknown key, a value of the wrong type or an im
 one :class:`ConfigError` that names the key and the file. CLI flags are applied on top with
 :func:`apply_overrides` using dotted keys (``{"model.mem_slots": 8}``), through the same checks.
 
+A config file may start from another: ``base: other.yaml`` (looked up in the working directory,
+else beside the file) takes every key of that file, and the file's own keys replace the base's
+one by one, mappings merged key by key (:func:`read_config_mapping`). Bases may chain; a loop is
+refused.
+
 A dataclass states its impossible values in a ``validate(self)`` method that raises ``ValueError``
 with a message naming the field; the loader adds the file name.
 
@@ -46,6 +51,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "read_config_mapping",
     "save_config",
 ]
 
@@ -76,6 +82,58 @@ def read_mapping(path: Path, kind: str) -> dict[str, Any]:
     return loaded
 
 
+def find_base(base: Any, path: Path) -> Path:
+    """The file a ``base:`` key in ``path`` names: relative to the working directory, else to
+    ``path``'s folder. Raises ``ConfigError`` naming both places when it is in neither."""
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: must be the path of a config file, got {base!r}")
+    for candidate in (Path(base), path.parent / base):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"{path}: base: config file not found: {base} (looked in the working directory and in "
+        f"{path.parent})"
+    )
+
+
+def read_config_mapping(path: str | Path, kind: str = "config file") -> dict[str, Any]:
+    """The mapping of a config file with its ``base:`` chain resolved: the base's keys, then the
+    file's, mappings merged key by key, lists and values replaced.
+
+    Raises:
+        ConfigError: a file is missing or not a mapping, a ``base:`` is not found, or the bases
+            loop (the message lists the chain).
+    """
+    merged: dict[str, Any] = {}
+    for _, data in reversed(_base_chain(Path(path), kind)):
+        merged = _merged(merged, {k: v for k, v in data.items() if k != "base"})
+    return merged
+
+
+def _base_chain(path: Path, kind: str) -> list[tuple[Path, dict[str, Any]]]:
+    """``[(file, its mapping), (its base, ...), ...]``."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    while True:
+        if any(path.resolve() == p.resolve() for p, _ in chain):
+            loop = " -> ".join(str(p) for p in [*(p for p, _ in chain), path])
+            raise ConfigError(f"{chain[0][0]}: base: files name each other in a loop: {loop}")
+        data = read_mapping(path, kind if not chain else f"base of {chain[-1][0]}")
+        chain.append((path, data))
+        if "base" not in data:
+            return chain
+        path = find_base(data["base"], path)
+
+
+def _merged(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in own.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def load_config(
     cls: type[T],
     path: str | Path | None = None,
@@ -86,7 +144,8 @@ def load_config(
 
     Args:
         cls: a dataclass type (fields may be nested dataclasses).
-        path: YAML file holding a mapping; ``None`` means defaults only.
+        path: YAML file holding a mapping; ``None`` means defaults only. Its ``base:`` chain is
+            resolved first (:func:`read_config_mapping`).
         overrides: ``{"dotted.key": value}`` applied after the file (e.g. from CLI flags);
             ``None`` values are skipped so that unset flags keep the file's value...
         skip_none: ...unless this is False: then ``None`` sets the key to null (``--set
@@ -101,7 +160,10 @@ def load_config(
     if path is not None:
         path = Path(path)
         source = str(path)
-        data = read_mapping(path, "config file")
+        chain = _base_chain(path, "config file")
+        if len(chain) > 1:  # a key's error may come from a base: name them all
+            source += " (with base " + " <- ".join(str(p) for p, _ in chain[1:]) + ")"
+        data = read_config_mapping(path)
     cfg = config_from_dict(cls, data, source=source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, skip_none=skip_none)

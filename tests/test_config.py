@@ -13,6 +13,7 @@ from rmc_agents.config import (
     config_to_dict,
     load_config,
     parse_set_items,
+    read_config_mapping,
     save_config,
 )
 
@@ -187,3 +188,50 @@ def test_unknown_keys_get_a_suggestion_and_the_known_keys(tmp_path):
         load_config(Run, write(tmp_path, "optim:\n  kinds: adam\n"))
     with pytest.raises(ConfigError, match=r"unknown config key 'zzz' \(known keys: steps"):
         load_config(Run, overrides={"zzz": 1})
+
+
+def test_a_base_file_gives_every_key_the_file_does_not_set(tmp_path):
+    """``base:``: the base's keys, then the file's; mappings merged key by key, lists replaced;
+    bases chain, looked up beside the file."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.yaml").write_text(
+        "steps: 7\nlayers: [1, 2, 3]\noptim: {lr: 0.5, kind: rmsprop}\n"
+    )
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\nname: b\noptim: {lr: 0.25}\n")
+    (tmp_path / "c.yaml").write_text("base: sub/b.yaml\nlayers: [4]\n")
+    cfg = load_config(Run, tmp_path / "c.yaml", overrides={"steps": 9})
+    assert cfg == Run(steps=9, name="b", layers=[4], optim=Optim(lr=0.25, kind="rmsprop"))
+    assert read_config_mapping(tmp_path / "sub" / "b.yaml") == {
+        "steps": 7,
+        "layers": [1, 2, 3],
+        "optim": {"lr": 0.25, "kind": "rmsprop"},
+        "name": "b",
+    }
+
+
+@pytest.mark.parametrize(
+    "files, needle",
+    [
+        ({"c.yaml": "base: nope.yaml\n"}, "c.yaml: base: config file not found: nope.yaml"),
+        ({"c.yaml": "base: 3\n"}, "c.yaml: base: must be the path of a config file, got 3"),
+        (
+            {"c.yaml": "base: d.yaml\n", "d.yaml": "base: c.yaml\n"},
+            "base: files name each other in a loop",
+        ),
+        (
+            {"c.yaml": "base: d.yaml\n", "d.yaml": "optim: {lrr: 1}\n"},
+            "(with base",
+        ),
+        (
+            {"c.yaml": "base: d.yaml\n", "d.yaml": "- 1\n"},
+            "d.yaml: the top level must be a mapping",
+        ),
+    ],
+)
+def test_a_bad_base_is_named(tmp_path, files, needle):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_config(Run, tmp_path / "c.yaml")
+    assert needle in str(err.value)
+    assert str(err.value).count("\n") == 0

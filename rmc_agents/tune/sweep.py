@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from rmc_agents.config import (
     ConfigError,
     apply_overrides,
     config_from_dict,
+    find_base,
     load_config,
+    read_config_mapping,
     read_mapping,
 )
 from rmc_agents.rl.settings import RunSettings
@@ -232,7 +232,7 @@ def load_sweep(
     file = config_from_dict(SweepFile, data, source=str(path))
     base_path = _find_base(file.base, path)
     settings = load_config(RunSettings, base_path)
-    base_data = yaml.safe_load(base_path.read_text()) if base_path is not None else None
+    base_data = read_config_mapping(base_path) if base_path is not None else None
     for key in file.set:
         _check_key_text(key, f"{path}: set")
     settings = apply_overrides(settings, file.set, source=f"{path}: set", skip_none=False)
@@ -345,15 +345,7 @@ def _with_command_line(
 
 def _find_base(base: str | None, sweep_path: Path) -> Path | None:
     """The base config file: relative to the working directory, else to the sweep file."""
-    if base is None:
-        return None
-    for candidate in (Path(base), sweep_path.parent / base):
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(
-        f"{sweep_path}: base: config file not found: {base} (looked in the working directory "
-        f"and in {sweep_path.parent})"
-    )
+    return None if base is None else find_base(base, sweep_path)
 
 
 def _check_key_text(key: Any, source: str) -> None:

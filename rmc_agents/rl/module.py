@@ -284,8 +284,9 @@ class RecurrentAgentModule(TorchRLModule, ValueFunctionAPI, TargetNetworkAPI, In
         obs = batch[Columns.OBS]
         encoder = self._target["encoder"] if target else self.encoder
         core = self._target["core"] if target else self.core
-        gain = self._target["output_gain"] if target and self.output_gain is not None else None
-        gain = gain if gain is not None else self.output_gain
+        gain = self.output_gain
+        if target and gain is not None:
+            gain = self._target["output_gain"]
         if self.core_name == "mlp":  # stateless: RLlib gives [B, ...] with no time dimension
             feats = encoder(obs)
             outputs = core(feats) * self.output_scale

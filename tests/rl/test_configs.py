@@ -68,7 +68,23 @@ def test_lr_and_entropy_factors_become_rllibs_schedules_in_absolute_values() -> 
 
 
 def test_the_default_file_holds_the_built_in_values() -> None:
-    assert load_config(RunSettings, REPO / "configs" / "impala_default.yaml") == RunSettings()
+    """...and lists every key, as its header says (a new setting is documented there too)."""
+    import yaml
+
+    from rmc_agents.config import config_to_dict
+
+    path = REPO / "configs" / "impala_default.yaml"
+    assert load_config(RunSettings, path) == RunSettings()
+
+    def keys(mapping: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for key, value in mapping.items():
+            out.add(prefix + key)
+            if isinstance(value, dict) and key != "env_kwargs":  # env_kwargs: the user's keys
+                out |= keys(value, f"{prefix}{key}.")
+        return out
+
+    assert keys(config_to_dict(RunSettings())) == keys(yaml.safe_load(path.read_text()))
 
 
 def test_runner_requests_and_driver_threads_reach_rllib_and_torch() -> None:

@@ -784,6 +784,7 @@ EPISODE103 = [
         ("viewport_lstm_widepick_5m_appo_gain0", ("model", "output_gain", 0.0)),
         ("viewport_long_rmc_grad_clip_gain1", ("model", "output_gain", 1.0)),
         ("viewport_lstm_widepick_5m_gain1", ("model", "output_gain", 1.0)),
+        ("viewport_long_rmc_grad_clip_gain1_onerow", ("model", "image_rows", False)),
     ],
 )
 def test_the_one_change_sweeps_differ_from_their_reference_in_that_setting_only(changed, setting):

@@ -50,6 +50,7 @@ __all__ = [
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
+    "find_base",
     "load_config",
     "read_config_mapping",
     "save_config",
@@ -104,8 +105,13 @@ def read_config_mapping(path: str | Path, kind: str = "config file") -> dict[str
         ConfigError: a file is missing or not a mapping, a ``base:`` is not found, or the bases
             loop (the message lists the chain).
     """
+    return _resolved(_base_chain(Path(path), kind))
+
+
+def _resolved(chain: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """One mapping from a :func:`_base_chain`: the last base first, each file's keys over it."""
     merged: dict[str, Any] = {}
-    for _, data in reversed(_base_chain(Path(path), kind)):
+    for _, data in reversed(chain):
         merged = _merged(merged, {k: v for k, v in data.items() if k != "base"})
     return merged
 
@@ -163,7 +169,7 @@ def load_config(
         chain = _base_chain(path, "config file")
         if len(chain) > 1:  # a key's error may come from a base: name them all
             source += " (with base " + " <- ".join(str(p) for p, _ in chain[1:]) + ")"
-        data = read_config_mapping(path)
+        data = _resolved(chain)
     cfg = config_from_dict(cls, data, source=source)
     if overrides:
         cfg = apply_overrides(cfg, overrides, skip_none=skip_none)

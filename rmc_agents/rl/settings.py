@@ -104,7 +104,7 @@ class ModelSettings:
                     "over the cells as rows (set image_rows: false, or image_projection: null)"
                 )
         _positive("output_scale", self.output_scale)
-        if self.output_gain is not None and self.output_gain == 0 and not self.skip:
+        if self.output_gain == 0 and not self.skip:
             raise ValueError(
                 "model.output_gain: 0 needs model.skip: true (the heads would start from a zero "
                 "input and the core would get no gradient)"
